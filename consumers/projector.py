@@ -1,0 +1,145 @@
+"""The projector (``nyc311 run projector``): every request and survey event into PostgreSQL.
+
+A batch is copied into temporary staging tables with ``COPY`` (one round trip per table), then
+merged into the projection with one ``INSERT … SELECT … ON CONFLICT`` per table. The merge
+rules are commutative, so the tables end the same whatever the order or duplication of events:
+
+- requests: the RequestCreated with the greatest ``(occurred_at, event_id)`` wins;
+- contacts: likewise among the versions that carry a contact, so a later version without one
+  does not erase the address the person gave;
+- closures: one row per RequestClosed ``event_id`` (a request may be closed more than once),
+  kept even when the request's created event has not arrived yet;
+- surveys, survey_answers: the earliest ``(occurred_at, event_id)`` wins (one answer a survey).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from confluent_kafka import Message
+
+from consumers.loop import Item
+from nyc311.settings import Settings
+from schemas.serde import BY_TOPIC, DecodeError, Serde, registry_resolver
+from schemas.validate import validate
+
+GROUP_ID = "nyc311-projector"
+PROJECTED_EVENTS = ("request_created", "request_closed", "survey_sent", "survey_answered")
+
+
+class _Table:
+    """A projection table: its staging copy and its merge statement."""
+
+    def __init__(self, name: str, columns: Sequence[str], key: str, newest_wins: bool,
+                 version: str) -> None:
+        self.name, self.columns, self.key = name, tuple(columns), key
+        cols = ", ".join(self.columns)
+        self.stage = f"_stage_{name}"
+        self.create_stage = (f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
+                             f"(LIKE {name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        self.copy = f"COPY {self.stage} ({cols}) FROM STDIN"
+        order = "DESC" if newest_wins else "ASC"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c != key)
+        cmp = ">" if newest_wins else "<"
+        conflict = (
+            f"DO UPDATE SET {updates} WHERE (EXCLUDED.{version}, EXCLUDED.event_id) {cmp} "
+            f"(t.{version}, t.event_id)" if version else "DO NOTHING"
+        )
+        self.merge = (
+            f"INSERT INTO {name} AS t ({cols}) "
+            f"SELECT DISTINCT ON ({key}) {cols} FROM {self.stage} "
+            f"ORDER BY {key}, {version or 'event_id'} {order}, event_id {order} "
+            f"ON CONFLICT ({key}) {conflict}; "
+            f"DELETE FROM {self.stage}"  # the one-by-one fallback writes many times per transaction
+        )
+
+
+REQUESTS = _Table("requests", ("request_id", "event_id", "created_at", "agency", "agency_name",
+                               "complaint_type", "descriptor", "channel", "borough",
+                               "incident_zip", "language", "has_contact"),
+                  key="request_id", newest_wins=True, version="created_at")
+CONTACTS = _Table("contacts", ("request_id", "event_id", "created_at", "email", "phone"),
+                  key="request_id", newest_wins=True, version="created_at")
+CLOSURES = _Table("closures", ("event_id", "request_id", "closed_at", "status",
+                               "resolution_description"),
+                  key="event_id", newest_wins=True, version="")
+SURVEYS = _Table("surveys", ("survey_id", "event_id", "request_id", "sent_at", "channel",
+                             "language", "closure_event_id"),
+                 key="survey_id", newest_wins=False, version="sent_at")
+ANSWERS = _Table("survey_answers", ("survey_id", "event_id", "request_id", "answered_at",
+                                    "language", "satisfaction", "reopen_requested", "feedback"),
+                 key="survey_id", newest_wins=False, version="answered_at")
+TABLES = (REQUESTS, CONTACTS, CLOSURES, SURVEYS, ANSWERS)
+
+
+Rows = list[tuple["_Table", tuple[Any, ...]]]
+
+
+def _rows(name: str, r: dict[str, Any]) -> Rows:
+    """The table rows one event contributes."""
+    if name == "request_created":
+        contact = r["contact"]
+        has_contact = bool(contact and (contact.get("email") or contact.get("phone")))
+        out: Rows = [(REQUESTS, (r["request_id"], r["event_id"], r["occurred_at"], r["agency"],
+                           r["agency_name"], r["complaint_type"], r["descriptor"], r["channel"],
+                           r["borough"], r["incident_zip"], r["language"], has_contact))]
+        if has_contact:
+            out.append((CONTACTS, (r["request_id"], r["event_id"], r["occurred_at"],
+                                   contact.get("email"), contact.get("phone"))))
+        return out
+    if name == "request_closed":
+        return [(CLOSURES, (r["event_id"], r["request_id"], r["occurred_at"], r["status"],
+                            r["resolution_description"]))]
+    if name == "survey_sent":
+        return [(SURVEYS, (r["survey_id"], r["event_id"], r["request_id"], r["occurred_at"],
+                           r["channel"], r["language"], r["closure_event_id"]))]
+    if name == "survey_answered":
+        return [(ANSWERS, (r["survey_id"], r["event_id"], r["request_id"], r["occurred_at"],
+                           r["language"], r["satisfaction"], r["reopen_requested"],
+                           r["feedback"]))]
+    raise DecodeError(f"the projector does not project {name}")
+
+
+class Projector:
+    """The projector's handler for :class:`consumers.loop.ConsumeLoop`."""
+
+    def __init__(self, settings: Settings, serde: Serde | None = None) -> None:
+        self.settings = settings
+        resolver = registry_resolver(settings.schema_registry_url) \
+            if settings.schema_registry_url else None
+        self.serde = serde or Serde(resolver)
+        self._names = {settings.topic(topic): event.name for topic, event in BY_TOPIC.items()
+                       if event.name in PROJECTED_EVENTS}
+        self.topics: Sequence[str] = sorted(self._names)
+
+    def setup(self, conn: psycopg.Connection) -> None:
+        for table in TABLES:
+            conn.execute(table.create_stage)
+
+    def decode(self, msg: Message) -> list[tuple[_Table, tuple[Any, ...]]]:
+        name = self._names.get(str(msg.topic()))
+        if name is None:
+            raise DecodeError(f"no event is projected from topic {msg.topic()}")
+        record = validate(name, self.serde.decode(name, msg.value()))
+        key = msg.key()
+        if key is not None and key.decode("utf-8", "replace") != record["request_id"]:
+            raise DecodeError(f"{name}: key {key!r} is not the request id {record['request_id']!r}")
+        return _rows(name, record)
+
+    def write(self, conn: psycopg.Connection, items: list[Item]) -> None:
+        by_table: dict[_Table, list[tuple[Any, ...]]] = defaultdict(list)
+        for item in items:
+            for table, row in item.value:
+                by_table[table].append(row)
+        with conn.cursor() as cur:
+            for table in TABLES:  # fixed order: no lock-order deadlock between two projectors
+                rows = by_table.get(table)
+                if not rows:
+                    continue
+                with cur.copy(table.copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(table.merge)

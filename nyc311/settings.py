@@ -1,0 +1,195 @@
+"""One frozen, typed settings object, read from the environment once.
+
+Every service, command and test reads its configuration through :func:`load_settings`. Values
+come from environment variables; ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` fall back to
+the ``.env.services`` file that ``make services-up`` writes (looked up in the working directory
+and its parents, or at ``NYC311_ENV_FILE``), so a developer who started the local services never
+has to export anything. Variables that are set always win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_FILE_NAME = ".env.services"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value that cannot be used; the message names the key."""
+
+
+# name -> (default, help). The CLI prints this table in --help, so it is the one place to document a
+# setting.
+DOCUMENTED: dict[str, tuple[str | None, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": (None, "Kafka bootstrap servers, host:port[,host:port]"),
+    "DATABASE_URL": (None, "PostgreSQL URL, e.g. postgresql://user:pw@host:5432/db"),
+    "NYC311_DB_SCHEMA": ("nyc311", "PostgreSQL schema that holds the projection"),
+    "NYC311_TOPIC_PREFIX": ("", "prefix for every topic name (isolates test runs)"),
+    "NYC311_BATCH_SIZE": ("5000", "records a consumer takes per batch (one transaction)"),
+    "NYC311_BATCH_TIMEOUT": ("0.5", "seconds a consumer waits to fill a batch"),
+    "SCHEMA_REGISTRY_URL": ("", "Confluent Schema Registry, to decode records in its wire format"),
+    "NYC311_LOG_LEVEL": ("INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
+    "NYC311_ENV_FILE": ("", "file with KEY=VALUE lines read for unset variables"),
+    "KAFKA_<NAME>": ("", "any other librdkafka setting, e.g. KAFKA_SECURITY_PROTOCOL=SSL "
+                     "(dots as _, a literal _ as __)"),
+}
+
+_KAFKA_PASSTHROUGH_EXCLUDED = {"KAFKA_BOOTSTRAP_SERVERS"}
+
+
+def find_env_file(start: Path | None = None) -> Path | None:
+    """The ``.env.services`` in ``start`` (default: the working directory) or nearest parent."""
+    explicit = os.environ.get("NYC311_ENV_FILE")
+    if explicit:
+        path = Path(explicit)
+        return path if path.is_file() else None
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / ENV_FILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` lines; blank lines and ``#`` comments are skipped."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def _redact_url(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of every nyc311 process. Build it with :func:`load_settings`."""
+
+    kafka_bootstrap_servers: str
+    database_url: str = field(repr=False)
+    db_schema: str = "nyc311"
+    topic_prefix: str = ""
+    batch_size: int = 5000
+    batch_timeout: float = 0.5
+    schema_registry_url: str = ""
+    log_level: str = "INFO"
+    kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:  # secrets never reach a log line
+        return (
+            f"Settings(kafka_bootstrap_servers={self.kafka_bootstrap_servers!r}, "
+            f"database_url={_redact_url(self.database_url)!r}, db_schema={self.db_schema!r}, "
+            f"topic_prefix={self.topic_prefix!r}, batch_size={self.batch_size}, "
+            f"batch_timeout={self.batch_timeout})"
+        )
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a contract name such as ``nyc311.request-created``."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka configuration dict: the one place it is built."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        config.update(self.kafka_extra)
+        config.update(overrides)
+        return config
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
+        url = self.database_url
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        raise SettingsError(f"DATABASE_URL: expected a postgresql:// URL, got {_redact_url(url)!r}")
+
+    @property
+    def libpq_url(self) -> str:
+        """DATABASE_URL as libpq (psycopg.connect) accepts it."""
+        return "postgresql://" + self.sqlalchemy_url[len("postgresql+psycopg://"):]
+
+
+def _int(env: Mapping[str, str], key: str, default: str, minimum: int = 1) -> int:
+    raw = env.get(key, default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{key}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: str) -> float:
+    raw = env.get(key, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}: expected a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{key}: must not be negative, got {value}")
+    return value
+
+
+def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    for key, value in env.items():
+        if key.startswith("KAFKA_") and key not in _KAFKA_PASSTHROUGH_EXCLUDED:
+            name = key[len("KAFKA_"):].lower().replace("__", "\0").replace("_", ".")
+            extra[name.replace("\0", "_")] = value
+    return extra
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read the environment (plus ``.env.services`` for unset keys) into :class:`Settings`."""
+    env: dict[str, str] = dict(os.environ if environ is None else environ)
+    env_file = find_env_file()
+    if env_file is not None:
+        for key, value in read_env_file(env_file).items():
+            env.setdefault(key, value)
+
+    missing = [key for key in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") if not env.get(key)]
+    if missing and not all(key.lower() in overrides for key in ("kafka_bootstrap_servers",
+                                                                 "database_url")):
+        raise SettingsError(
+            f"{' and '.join(missing)} not set: export {'/'.join(missing)}, "
+            f"or run `make services-up` to start local services and write {ENV_FILE_NAME}"
+        )
+    schema = env.get("NYC311_DB_SCHEMA", "nyc311")
+    if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
+        raise SettingsError(f"NYC311_DB_SCHEMA: expected a plain identifier, got {schema!r}")
+    log_level = env.get("NYC311_LOG_LEVEL", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(
+            f"NYC311_LOG_LEVEL: expected DEBUG/INFO/WARNING/ERROR, got {log_level!r}")
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+        "database_url": env.get("DATABASE_URL", ""),
+        "db_schema": schema,
+        "topic_prefix": env.get("NYC311_TOPIC_PREFIX", ""),
+        "batch_size": _int(env, "NYC311_BATCH_SIZE", "5000"),
+        "batch_timeout": _float(env, "NYC311_BATCH_TIMEOUT", "0.5"),
+        "schema_registry_url": env.get("SCHEMA_REGISTRY_URL", ""),
+        "log_level": log_level,
+        "kafka_extra": _kafka_passthrough(env),
+    }
+    values.update(overrides)
+    return Settings(**values)

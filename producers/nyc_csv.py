@@ -1,0 +1,421 @@
+"""Backfill from NYC Open Data 311 CSV exports: each row becomes RequestCreated (+ RequestClosed).
+
+Why a pure core: :func:`read_nyc_csv` turns rows into event records and verdicts without touching
+Kafka, so the mapping rules (ARCHITECTURE §8) are tested on real exports in milliseconds;
+:func:`import_nyc_csv` only adds the producer, a progress bar and the final flush.
+
+Rules:
+
+* A row yields RequestCreated at ``Created Date``. It yields RequestClosed (status ``CLOSED``)
+  iff ``Status`` is ``Closed`` (any case), at ``Closed Date``, or at ``Resolution Action Updated
+  Date`` when ``Closed Date`` is empty; with neither, the closure is rejected and counted, but the
+  request is still imported.
+* Every row is accounted for in an :class:`ImportSummary`: imported or rejected with a reason;
+  rejected closures and anomalies (imported, but odd) are counted with example line numbers.
+* Times are America/New_York wall-clock times as Open Data exports them
+  (``MM/DD/YYYY hh:mm:ss AM/PM``; spreadsheet re-saves as ``M/D/YY H:MM``) or ISO 8601; an ISO
+  time with an offset is taken as is. Everything is converted to UTC. A wall-clock time that does
+  not exist (spring-forward gap) or exists twice (fall-back overlap) is resolved the way
+  ``zoneinfo`` does with ``fold=0`` — the offset in force *before* the transition: the gap time
+  02:30 reads as 02:30 EST (= 03:30 EDT) and the overlap time 01:30 as the first, EDT, one. It is
+  deterministic and counted as an anomaly, since the export itself cannot say which was meant.
+* Event ids are UUIDv5 of ``"<request id>:created"`` and ``"<request id>:closed:<closed_at UTC
+  ISO 8601>"``, so importing the same file twice produces the same events and the idempotent
+  projection ignores the repeats.
+* ``Borough`` "Unspecified" and empty optional fields become None; an unrecognised channel is
+  UNKNOWN. Open data has no personal data, so ``language`` and ``contact`` are None.
+
+Blank lines are not rows and are skipped; a file that is not UTF-8 fails loudly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
+
+Record = dict[str, Any]
+StrPath = str | os.PathLike[str]
+
+NEW_YORK = ZoneInfo("America/New_York")
+#: Namespace of every event id this importer derives (from the dataset's Open Data address).
+EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://data.cityofnewyork.us/resource/erm2-nwe9")
+REQUIRED_COLUMNS = ("Unique Key", "Created Date", "Agency", "Complaint Type", "Status")
+CHANNELS = frozenset({"PHONE", "ONLINE", "MOBILE", "OTHER", "UNKNOWN"})
+KNOWN_STATUSES = frozenset({"OPEN", "CLOSED", "PENDING", "ASSIGNED", "IN PROGRESS", "STARTED",
+                            "EMAIL SENT", "UNASSIGNED", "DRAFT", "UNSPECIFIED"})
+EXAMPLES_KEPT = 5
+
+_US_TIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+                      r"(?:\.\d+)?\s*([AaPp][Mm])?")
+
+
+class NycCsvFormatError(ValueError):
+    """The file is not an NYC Open Data 311 export (a required column is missing)."""
+
+
+@dataclass(frozen=True)
+class NycTime:
+    """A parsed export time in UTC; ``dst`` says whether the wall-clock time was ambiguous."""
+
+    utc: datetime
+    dst: str | None = None  # "nonexistent", "ambiguous" or None
+
+
+def parse_nyc_time(text: str) -> NycTime:
+    """Parse an export time (New York wall clock unless ISO with an offset); ValueError if not."""
+    text = text.strip()
+    match = _US_TIME.fullmatch(text)
+    if match:
+        return _localize(_us_naive(match))
+    if re.match(r"\d{4}-\d{2}-\d{2}", text):
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is not None:
+            return NycTime(value.astimezone(UTC))
+        return _localize(value)
+    raise ValueError(f"not a recognised date/time: {text!r}")
+
+
+def _us_naive(match: re.Match[str]) -> datetime:
+    month, day, year, hour, minute = (int(match[i]) for i in range(1, 6))
+    second = int(match[6] or 0)
+    if year < 100:
+        year += 2000
+    meridiem = (match[7] or "").upper()
+    if meridiem:
+        if not 1 <= hour <= 12:
+            raise ValueError(f"hour {hour} with {meridiem}")
+        hour = hour % 12 + (12 if meridiem == "PM" else 0)
+    return datetime(year, month, day, hour, minute, second)
+
+
+def _localize(naive: datetime) -> NycTime:
+    local = naive.replace(tzinfo=NEW_YORK, fold=0)
+    utc = local.astimezone(UTC)
+    if utc.astimezone(NEW_YORK).replace(tzinfo=None) != naive:
+        return NycTime(utc, "nonexistent")
+    if local.utcoffset() != local.replace(fold=1).utcoffset():
+        return NycTime(utc, "ambiguous")
+    return NycTime(utc)
+
+
+def created_event_id(request_id: str) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{request_id}:created"))
+
+
+def closed_event_id(request_id: str, closed_at: datetime) -> str:
+    """``closed_at`` in UTC, as ``datetime.isoformat`` writes it: 2018-06-26T16:50:01+00:00."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{request_id}:closed:{closed_at.isoformat()}"))
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """What one CSV row became. ``line`` is where the row starts in the file (header = 1)."""
+
+    line: int
+    request_id: str | None
+    created: Record | None  # None iff the row was rejected
+    closed: Record | None = None
+    rejected: str | None = None  # why the row was rejected
+    closure_rejected: str | None = None  # why a Closed row yielded no RequestClosed
+    anomalies: tuple[str, ...] = ()
+
+
+@dataclass
+class Tally:
+    """Counts per reason, with the first few line numbers of each as examples."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, reason: str, line: int) -> None:
+        self.counts[reason] += 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < EXAMPLES_KEPT:
+            kept.append(line)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def lines(self) -> list[str]:
+        out = []
+        for reason, count in self.counts.most_common():
+            shown = ", ".join(map(str, self.examples[reason]))
+            more = ", …" if count > len(self.examples[reason]) else ""
+            label = "line" if count == 1 else "lines"
+            out.append(f"    {count:>9,}  {reason}  ({label} {shown}{more})")
+        return out
+
+
+@dataclass
+class ImportSummary:
+    """Every row of one file, accounted for: rows_read == rows_imported + rows_rejected."""
+
+    source: str
+    rows_read: int = 0
+    rows_imported: int = 0  # one RequestCreated each
+    closures_imported: int = 0  # one RequestClosed each
+    rejected_rows: Tally = field(default_factory=Tally)
+    rejected_closures: Tally = field(default_factory=Tally)
+    anomalies: Tally = field(default_factory=Tally)
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.rejected_rows.total
+
+    @property
+    def closures_rejected(self) -> int:
+        return self.rejected_closures.total
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_imported + self.rows_rejected
+
+    def add(self, result: RowResult) -> None:
+        self.rows_read += 1
+        if result.rejected is not None:
+            self.rejected_rows.add(result.rejected, result.line)
+        else:
+            self.rows_imported += 1
+        if result.closed is not None:
+            self.closures_imported += 1
+        if result.closure_rejected is not None:
+            self.rejected_closures.add(result.closure_rejected, result.line)
+        for anomaly in result.anomalies:
+            self.anomalies.add(anomaly, result.line)
+
+    def render(self) -> str:
+        lines = [
+            f"NYC 311 CSV import: {self.source}",
+            f"  rows read          {self.rows_read:>9,}",
+            f"  rows imported      {self.rows_imported:>9,}  (RequestCreated events)",
+            f"  rows rejected      {self.rows_rejected:>9,}",
+            f"  closures imported  {self.closures_imported:>9,}  (RequestClosed events)",
+            f"  closures rejected  {self.closures_rejected:>9,}  (status Closed, no usable time)",
+        ]
+        sections = (("Rejected rows (nothing imported)", self.rejected_rows),
+                    ("Rejected closures (request imported, closure not)", self.rejected_closures),
+                    ("Anomalies (imported; worth a look)", self.anomalies))
+        for title, tally in sections:
+            if tally.counts:
+                lines += ["", f"  {title}:", *tally.lines()]
+        if not self.balanced:
+            lines += ["", "  WARNING: rows read != rows imported + rows rejected"]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        def tally(t: Tally) -> dict[str, Any]:
+            return {r: {"count": n, "example_lines": t.examples[r]} for r, n in t.counts.items()}
+
+        return {"source": self.source, "rows_read": self.rows_read,
+                "rows_imported": self.rows_imported, "rows_rejected": self.rows_rejected,
+                "closures_imported": self.closures_imported,
+                "closures_rejected": self.closures_rejected,
+                "rejected_rows": tally(self.rejected_rows),
+                "rejected_closures": tally(self.rejected_closures),
+                "anomalies": tally(self.anomalies)}
+
+
+class _Row:
+    """Column access by header name; absent columns read as empty, values stripped."""
+
+    def __init__(self, fields: list[str], columns: dict[str, int]) -> None:
+        self._fields = fields
+        self._columns = columns
+
+    def __getitem__(self, name: str) -> str:
+        index = self._columns.get(name)
+        return self._fields[index].strip() if index is not None else ""
+
+    def optional(self, name: str) -> str | None:
+        return self[name] or None
+
+
+def read_nyc_csv(path: StrPath,
+                 on_progress: Callable[[int], None] | None = None) -> Iterator[RowResult]:
+    """Stream a 311 export, yielding one :class:`RowResult` per row, in file order.
+
+    ``on_progress`` gets the number of bytes read so far, after each row. A row whose Unique Key
+    an earlier imported row had is a duplicate; the keys seen are held in memory (a set of
+    strings: fine for any single export of a few million rows).
+    """
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text)
+        header = [name.strip() for name in next(reader, [])]
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise NycCsvFormatError(f"{path}: not an NYC 311 export, missing column(s) "
+                                    f"{', '.join(missing)}")
+        columns = {name: i for i, name in enumerate(header)}
+        imported: set[str] = set()
+        next_line = reader.line_num + 1
+        for fields in reader:
+            line, next_line = next_line, reader.line_num + 1
+            if not fields:
+                continue
+            result = _map_row(fields, header, columns, line, imported)
+            if result.created is not None and result.request_id is not None:
+                imported.add(result.request_id)
+            yield result
+            if on_progress is not None:
+                on_progress(raw.tell())
+
+
+def _map_row(fields: list[str], header: list[str], columns: dict[str, int], line: int,
+             imported: set[str]) -> RowResult:
+    row = _Row(fields, columns)
+    request_id = row["Unique Key"] if len(fields) > columns["Unique Key"] else ""
+    if len(fields) != len(header):
+        return RowResult(line, request_id or None, None,
+                         rejected=f"wrong number of fields (expected {len(header)})")
+    anomalies: list[str] = []
+    reason = _row_rejection(row, request_id, imported)
+    created_at = None if reason else _time(row, "Created Date", anomalies)
+    if created_at is None:
+        return RowResult(line, request_id or None, None,
+                         rejected=reason or "unparseable Created Date")
+    created = _created_record(row, request_id, created_at, anomalies)
+    closed, closure_rejected = _closure(row, request_id, created_at, anomalies)
+    return RowResult(line, request_id, created, closed, None, closure_rejected, tuple(anomalies))
+
+
+def _row_rejection(row: _Row, request_id: str, imported: set[str]) -> str | None:
+    if not request_id:
+        return "missing Unique Key"
+    if request_id in imported:
+        return "duplicate Unique Key within the file"
+    for column in ("Created Date", "Agency", "Complaint Type"):
+        if not row[column]:
+            return f"missing {column}"
+    return None
+
+
+def _time(row: _Row, column: str, anomalies: list[str]) -> datetime | None:
+    """The column's time in UTC, noting a DST-ambiguous wall clock; None if empty/unparseable."""
+    try:
+        parsed = parse_nyc_time(row[column])
+    except ValueError:
+        return None
+    if parsed.dst == "nonexistent":
+        anomalies.append(f"{column} in the spring-forward gap (nonexistent), read as standard time")
+    elif parsed.dst == "ambiguous":
+        anomalies.append(f"{column} in the fall-back hour (ambiguous), read as daylight time")
+    return parsed.utc
+
+
+def _channel(row: _Row, anomalies: list[str]) -> str:
+    value = row["Open Data Channel Type"].upper()
+    if value in CHANNELS:
+        return value
+    if value:
+        anomalies.append("unrecognised Open Data Channel Type, used UNKNOWN")
+    return "UNKNOWN"
+
+
+def _created_record(row: _Row, request_id: str, created_at: datetime,
+                    anomalies: list[str]) -> Record:
+    agency = row["Agency"]
+    agency_name = row["Agency Name"]
+    if not agency_name:
+        anomalies.append("missing Agency Name, used Agency")
+        agency_name = agency
+    borough = row["Borough"].upper()
+    return {
+        "event_id": created_event_id(request_id),
+        "occurred_at": created_at,
+        "request_id": request_id,
+        "agency": agency,
+        "agency_name": agency_name,
+        "complaint_type": row["Complaint Type"],
+        "descriptor": row.optional("Descriptor"),
+        "channel": _channel(row, anomalies),
+        "borough": borough if borough and borough != "UNSPECIFIED" else None,
+        "incident_zip": row.optional("Incident Zip"),
+        "language": None,
+        "contact": None,
+    }
+
+
+def _closure(row: _Row, request_id: str, created_at: datetime,
+             anomalies: list[str]) -> tuple[Record | None, str | None]:
+    """(RequestClosed or None, reason a Closed row's closure was rejected or None)."""
+    status = row["Status"].upper()
+    if status != "CLOSED":
+        if not status:
+            anomalies.append("missing Status")
+        elif status not in KNOWN_STATUSES:
+            anomalies.append("unrecognised Status value")
+        if row["Closed Date"]:
+            anomalies.append("Closed Date on a row whose status is not Closed")
+            _check_order(row, "Closed Date", created_at, anomalies)
+        return None, None
+    column = "Closed Date" if row["Closed Date"] else "Resolution Action Updated Date"
+    if not row[column]:
+        return None, "status Closed without Closed Date or Resolution Action Updated Date"
+    closed_at = _time(row, column, anomalies)
+    if closed_at is None:
+        return None, f"unparseable {column}"
+    if column != "Closed Date":
+        anomalies.append("status Closed without Closed Date, used Resolution Action Updated Date")
+    if closed_at < created_at:
+        anomalies.append(f"{column} before Created Date")
+    return {
+        "event_id": closed_event_id(request_id, closed_at),
+        "occurred_at": closed_at,
+        "request_id": request_id,
+        "status": "CLOSED",
+        "resolution_description": row.optional("Resolution Description"),
+    }, None
+
+
+def _check_order(row: _Row, column: str, created_at: datetime, anomalies: list[str]) -> None:
+    """Note a time on a non-Closed row that precedes creation (it yields no event)."""
+    try:
+        if parse_nyc_time(row[column]).utc < created_at:
+            anomalies.append(f"{column} before Created Date")
+    except ValueError:
+        anomalies.append(f"unparseable {column}")
+
+
+class EventSink(Protocol):
+    """What the importer needs of a producer (``producers.producer.EventProducer`` fits)."""
+
+    def send(self, name: str, record: Record) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def import_nyc_csv(path: StrPath, producer: EventSink, progress: bool = True) -> ImportSummary:
+    """Send every event of the file through ``producer``, flush, and return the summary.
+
+    A delivery error raised by ``flush`` propagates: the import did not happen.
+    """
+    summary = ImportSummary(source=str(path))
+    size = Path(path).stat().st_size
+    with tqdm(total=size, unit="B", unit_scale=True, desc=Path(path).name, file=sys.stderr,
+              disable=not progress) as bar:
+
+        def advance(position: int) -> None:
+            bar.update(max(0, min(position, size) - bar.n))
+
+        for result in read_nyc_csv(path, on_progress=advance):
+            if result.created is not None:
+                producer.send("request_created", result.created)
+            if result.closed is not None:
+                producer.send("request_closed", result.closed)
+            summary.add(result)
+    producer.flush()
+    return summary

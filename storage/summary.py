@@ -1,0 +1,66 @@
+"""What is in the projection, at a glance (``nyc311 db summary``, the end of ``make demo``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Summary:
+    requests: int
+    with_contact: int
+    closures: int
+    closed_requests: int
+    closures_without_request: int
+    surveys: int
+    answers: int
+    first_created: str | None
+    last_created: str | None
+    top_agencies: list[tuple[str, int]]
+    offsets: list[tuple[str, str, int, int]]
+
+    def render(self) -> str:
+        lines = [
+            f"requests            {self.requests:>10,}  ({self.with_contact:,} with a contact)",
+            f"closures            {self.closures:>10,}  ({self.closed_requests:,} requests closed,"
+            f" {self.closures_without_request:,} waiting for their created event)",
+            f"surveys sent        {self.surveys:>10,}",
+            f"surveys answered    {self.answers:>10,}",
+            f"created between     {self.first_created or '-'} and {self.last_created or '-'}",
+            "top agencies        " + ", ".join(f"{a} {n:,}" for a, n in self.top_agencies),
+            "consumer offsets:",
+        ]
+        lines += [f"  {g:<22} {t}[{p}] next={o:,}" for g, t, p, o in self.offsets]
+        return "\n".join(lines)
+
+
+def summarize(conn: psycopg.Connection) -> Summary:
+    one = conn.execute("""
+        SELECT (SELECT count(*) FROM requests),
+               (SELECT count(*) FROM requests WHERE has_contact),
+               (SELECT count(*) FROM closures),
+               (SELECT count(DISTINCT c.request_id) FROM closures c
+                  JOIN requests r USING (request_id)),
+               (SELECT count(*) FROM closures c
+                  WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = c.request_id)),
+               (SELECT count(*) FROM surveys),
+               (SELECT count(*) FROM survey_answers),
+               (SELECT min(created_at)::text FROM requests),
+               (SELECT max(created_at)::text FROM requests)
+    """).fetchone()
+    assert one is not None
+    agencies = conn.execute(
+        "SELECT agency, count(*) FROM requests GROUP BY agency ORDER BY 2 DESC, 1 LIMIT 5"
+    ).fetchall()
+    offsets = conn.execute(
+        "SELECT group_id, topic, partition, next_offset FROM consumer_offsets "
+        "ORDER BY 1, 2, 3"
+    ).fetchall()
+    requests, with_contact, closures, closed, orphans, surveys, answers, first, last = one
+    return Summary(requests=requests, with_contact=with_contact, closures=closures,
+                   closed_requests=closed, closures_without_request=orphans, surveys=surveys,
+                   answers=answers, first_created=first, last_created=last,
+                   top_agencies=[(a, n) for a, n in agencies],
+                   offsets=[(g, t, p, o) for g, t, p, o in offsets])

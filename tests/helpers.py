@@ -1,0 +1,175 @@
+"""Shared test code: produce events, run the projector, read the tables, and an oracle.
+
+The oracle (:func:`expected_tables`) states the projection's rules in plain Python, apart from
+the SQL that implements them, so a test compares two independent readings of the same events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from consumers.loop import ConsumeLoop, LoopStats
+from consumers.projector import GROUP_ID, Projector
+from nyc311.settings import Settings
+from producers.producer import EventProducer
+
+Event = tuple[str, dict[str, Any]]
+
+TABLE_COLUMNS = {
+    "requests": ("request_id", "event_id", "created_at", "agency", "agency_name",
+                 "complaint_type", "descriptor", "channel", "borough", "incident_zip",
+                 "language", "has_contact"),
+    "contacts": ("request_id", "event_id", "created_at", "email", "phone"),
+    "closures": ("event_id", "request_id", "closed_at", "status", "resolution_description"),
+    "surveys": ("survey_id", "event_id", "request_id", "sent_at", "channel", "language",
+                "closure_event_id"),
+    "survey_answers": ("survey_id", "event_id", "request_id", "answered_at", "language",
+                       "satisfaction", "reopen_requested", "feedback"),
+}
+
+
+def produce(settings: Settings, events: Iterable[Event]) -> int:
+    count = 0
+    with EventProducer(settings) as producer:
+        for name, record in events:
+            producer.send(name, record)
+            count += 1
+    return count
+
+
+def project(settings: Settings, max_seconds: float = 120) -> LoopStats:
+    """Run the projector in this process until it has no lag left."""
+    loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
+    stats = loop.run(until_caught_up=True, max_seconds=max_seconds)
+    return stats
+
+
+def fetch_tables(conn: psycopg.Connection) -> dict[str, set[tuple[Any, ...]]]:
+    out = {}
+    for table, columns in TABLE_COLUMNS.items():
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+        out[table] = {tuple(_norm(v) for v in row) for row in rows}
+    return out
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return value
+
+
+def _ms(dt: datetime) -> datetime:
+    """Avro timestamp-millis keeps milliseconds; so does the oracle."""
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000).astimezone(UTC)
+
+
+def expected_tables(events: Iterable[Event]) -> dict[str, set[tuple[Any, ...]]]:
+    """The projection the rules in consumers/projector.py promise, computed in Python."""
+    newest: dict[str, dict[str, Any]] = {}
+    newest_contact: dict[str, dict[str, Any]] = {}
+    closures: dict[str, dict[str, Any]] = {}
+    surveys: dict[str, dict[str, Any]] = {}
+    answers: dict[str, dict[str, Any]] = {}
+
+    def version(r: dict[str, Any]) -> tuple[datetime, str]:
+        return (_ms(r["occurred_at"]), str(r["event_id"]))
+
+    for name, r in events:
+        if name == "request_created":
+            cur = newest.get(r["request_id"])
+            if cur is None or version(r) > version(cur):
+                newest[r["request_id"]] = r
+            contact = r.get("contact") or {}
+            if contact.get("email") or contact.get("phone"):
+                cur = newest_contact.get(r["request_id"])
+                if cur is None or version(r) > version(cur):
+                    newest_contact[r["request_id"]] = r
+        elif name == "request_closed":
+            closures.setdefault(str(r["event_id"]), r)
+        elif name == "survey_sent":
+            cur = surveys.get(str(r["survey_id"]))
+            if cur is None or version(r) < version(cur):
+                surveys[str(r["survey_id"])] = r
+        elif name == "survey_answered":
+            cur = answers.get(str(r["survey_id"]))
+            if cur is None or version(r) < version(cur):
+                answers[str(r["survey_id"])] = r
+
+    out: dict[str, set[tuple[Any, ...]]] = {t: set() for t in TABLE_COLUMNS}
+    for r in newest.values():
+        contact = r.get("contact") or {}
+        has_contact = bool(contact.get("email") or contact.get("phone"))
+        out["requests"].add((r["request_id"], str(r["event_id"]), _ms(r["occurred_at"]),
+                             r["agency"], r["agency_name"], r["complaint_type"],
+                             r.get("descriptor"), r["channel"], r.get("borough"),
+                             r.get("incident_zip"), r.get("language"), has_contact))
+    for r in newest_contact.values():  # the newest contact given, even if a later version has none
+        out["contacts"].add((r["request_id"], str(r["event_id"]), _ms(r["occurred_at"]),
+                             r["contact"].get("email"), r["contact"].get("phone")))
+    for r in closures.values():
+        out["closures"].add((str(r["event_id"]), r["request_id"], _ms(r["occurred_at"]),
+                             r["status"], r.get("resolution_description")))
+    for r in surveys.values():
+        out["surveys"].add((str(r["survey_id"]), str(r["event_id"]), r["request_id"],
+                            _ms(r["occurred_at"]), r["channel"], r["language"],
+                            r.get("closure_event_id")))
+    for r in answers.values():
+        out["survey_answers"].add((str(r["survey_id"]), str(r["event_id"]), r["request_id"],
+                                   _ms(r["occurred_at"]), r["language"], r.get("satisfaction"),
+                                   r["reopen_requested"], r.get("feedback")))
+    return out
+
+
+def survey_events(created: list[Event], seed: int = 7) -> list[Event]:
+    """SurveySent and SurveyAnswered events for some requests, so every table is exercised."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Event] = []
+    levels = ["STRONGLY_AGREE", "AGREE", "NEUTRAL", "DISAGREE", "STRONGLY_DISAGREE", None]
+    for _name, r in created[: max(1, len(created) // 3)]:
+        survey_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        sent_at = r["occurred_at"] + timedelta(days=1)
+        out.append(("survey_sent", {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "occurred_at": sent_at, "request_id": r["request_id"], "survey_id": survey_id,
+            "channel": rng.choice(["EMAIL", "SMS"]), "language": "en", "closure_event_id": None,
+        }))
+        if rng.random() < 0.6:
+            satisfaction = rng.choice(levels)
+            out.append(("survey_answered", {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "occurred_at": sent_at + timedelta(hours=rng.randint(1, 48)),
+                "request_id": r["request_id"], "survey_id": survey_id, "language": "en",
+                "satisfaction": satisfaction, "reopen_requested": satisfaction is None,
+                "feedback": "thanks" if rng.random() < 0.3 else None,
+            }))
+    return out
+
+
+def conflicting_versions(events: list[Event], seed: int = 3) -> list[Event]:
+    """Second versions that disagree with the first: a re-routed request (the newer wins) and a
+    second answer to a survey (the earlier wins), so the merge rules have something to decide."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for name, r in events:
+        if name == "request_created" and rng.random() < 0.2:
+            out.append((name, dict(r, event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                   occurred_at=r["occurred_at"] + timedelta(minutes=5),
+                                   agency="DOT", complaint_type="Re-routed",
+                                   contact=rng.choice([None, {"email": "second@example.com",
+                                                              "phone": None}]))))
+        elif name == "survey_answered" and rng.random() < 0.5:
+            out.append((name, dict(r, event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                   occurred_at=r["occurred_at"] + timedelta(hours=1),
+                                   satisfaction="NEUTRAL", feedback="changed my mind")))
+    return out

@@ -1,0 +1,170 @@
+"""Avro serde: round trips, schema evolution and Confluent wire format."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from fastavro import parse_schema
+from fastavro.schema import to_parsing_canonical_form
+
+from schemas.serde import (
+    EVENT_TYPES,
+    SCHEMA_DIR,
+    DecodeError,
+    EncodeError,
+    Serde,
+    _schema_fingerprint,
+    confluent_frame,
+    current_schema,
+    history_files,
+)
+from schemas.validate import ValidationError, validate
+
+NOW = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
+
+SAMPLES = {
+    "request_created": {
+        "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
+        "agency": "HPD", "agency_name": "Department of Housing Preservation and Development",
+        "complaint_type": "HEAT/HOT WATER", "descriptor": "ENTIRE BUILDING", "channel": "ONLINE",
+        "borough": "BRONX", "incident_zip": "10458", "language": "es",
+        "contact": {"email": "vecina@example.com", "phone": None},
+    },
+    "request_closed": {
+        "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
+        "status": "RESOLVED", "resolution_description": "Heat was restored.",
+    },
+    "survey_sent": {
+        "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
+        "survey_id": str(uuid.uuid4()), "channel": "EMAIL", "language": "es",
+        "closure_event_id": str(uuid.uuid4()),
+    },
+    "survey_answered": {
+        "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
+        "survey_id": str(uuid.uuid4()), "language": "es", "satisfaction": "AGREE",
+        "reopen_requested": True, "feedback": "Todavía no hay calefacción — 暖气",
+    },
+    "reopen_requested": {
+        "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
+        "survey_id": str(uuid.uuid4()), "agency": "HPD", "complaint_type": "HEAT/HOT WATER",
+        "feedback": None,
+    },
+}
+
+
+def normalised(record: dict) -> dict:
+    return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in record.items()}
+
+
+def test_every_schema_file_is_covered():
+    assert {p.stem for p in SCHEMA_DIR.glob("*.avsc")} == set(EVENT_TYPES) == set(SAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(EVENT_TYPES))
+def test_round_trip(name):
+    serde = Serde()
+    data = serde.encode(name, SAMPLES[name])
+    assert data[:2] == b"\xc3\x01"
+    assert normalised(serde.decode(name, data)) == SAMPLES[name]
+
+
+@pytest.mark.parametrize("name", sorted(EVENT_TYPES))
+def test_every_committed_version_decodes_with_the_current_schema(name):
+    files = history_files(name)
+    assert files, f"schemas/history/{name}/ must keep every released version"
+    current_fields = {f["name"] for f in current_schema(name)["fields"]}
+    for path in files:
+        writer = parse_schema(json.loads(path.read_text()))
+        writer_fields = {f["name"] for f in writer["fields"]}
+        record = {k: v for k, v in SAMPLES[name].items() if k in writer_fields}
+        data = confluent_frame(1, name, record, writer_schema=writer)
+        decoded = Serde(resolver=lambda _id, w=writer: w).decode(name, data)
+        for field in current_fields - writer_fields:  # new fields must have defaults
+            assert field in decoded
+        assert normalised({k: decoded[k] for k in writer_fields}) == record
+
+
+def test_the_latest_history_version_is_the_current_schema():
+    for name in EVENT_TYPES:
+        latest = parse_schema(json.loads(history_files(name)[-1].read_text()))
+        assert to_parsing_canonical_form(latest) == to_parsing_canonical_form(
+            current_schema(name)), f"{name}: copy the changed schema to schemas/history/{name}/"
+
+
+def test_single_object_records_of_an_older_writer_are_resolved():
+    """A v1 writer without `language`, read by the current schema: the field gets its default."""
+    old = json.loads((SCHEMA_DIR / "request_created.avsc").read_text())
+    old["fields"] = [f for f in old["fields"] if f["name"] != "language"]
+    old_parsed = parse_schema(old)
+    record = {k: v for k, v in SAMPLES["request_created"].items() if k != "language"}
+    data = confluent_frame(7, "request_created", record, writer_schema=old)
+    decoded = Serde(resolver=lambda _id: old).decode("request_created", data)
+    assert decoded["language"] is None and decoded["agency"] == "HPD"
+    assert _schema_fingerprint(old_parsed) != _schema_fingerprint(current_schema("request_created"))
+
+
+def test_an_incompatible_writer_is_refused():
+    """Removing a field the reader needs without a default breaks decoding: a DLQ case."""
+    broken = json.loads((SCHEMA_DIR / "request_closed.avsc").read_text())
+    broken["fields"] = [f for f in broken["fields"] if f["name"] != "status"]
+    record = {k: v for k, v in SAMPLES["request_closed"].items() if k != "status"}
+    data = confluent_frame(9, "request_closed", record, writer_schema=broken)
+    with pytest.raises(DecodeError):
+        Serde(resolver=lambda _id: broken).decode("request_closed", data)
+
+
+def test_confluent_wire_format_with_the_current_schema():
+    data = confluent_frame(42, "survey_answered", SAMPLES["survey_answered"])
+    assert data[0] == 0 and int.from_bytes(data[1:5], "big") == 42
+    calls = []
+    schema = json.loads((SCHEMA_DIR / "survey_answered.avsc").read_text())
+    serde = Serde(resolver=lambda i: calls.append(i) or schema)
+    assert normalised(serde.decode("survey_answered", data)) == SAMPLES["survey_answered"]
+    serde.decode("survey_answered", data)
+    assert calls == [42]  # fetched once, then cached
+
+
+def test_confluent_frame_without_a_registry_is_a_decode_error():
+    with pytest.raises(DecodeError, match="no SCHEMA_REGISTRY_URL"):
+        Serde().decode("request_closed", confluent_frame(3, "request_closed",
+                                                         SAMPLES["request_closed"]))
+
+
+@pytest.mark.parametrize("data", [b"", b"{}", b"\xc3\x01\x00\x00", b"\xc3\x01" + b"\x01" * 8,
+                                  b"\x00\x00"])
+def test_garbage_is_a_decode_error(data):
+    with pytest.raises(DecodeError):
+        Serde().decode("request_created", data)
+
+
+def test_trailing_bytes_are_a_decode_error():
+    data = Serde().encode("request_closed", SAMPLES["request_closed"]) + b"\x00"
+    with pytest.raises(DecodeError, match="trailing"):
+        Serde().decode("request_closed", data)
+
+
+def test_a_record_that_does_not_fit_is_refused_before_kafka():
+    with pytest.raises(EncodeError):
+        Serde().encode("request_closed", dict(SAMPLES["request_closed"], status="REOPENED"))
+
+
+@pytest.mark.parametrize("change", [
+    {"request_id": ""},
+    {"request_id": "x" * 65},
+    {"complaint_type": "HEAT\x00"},
+    {"occurred_at": datetime(1999, 12, 31, tzinfo=UTC)},
+    {"contact": {"email": "not-an-address", "phone": None}},
+])
+def test_validation_rules(change):
+    with pytest.raises(ValidationError):
+        validate("request_created", dict(SAMPLES["request_created"], **change))
+
+
+def test_an_empty_answer_is_invalid_and_a_full_one_valid():
+    assert validate("survey_answered", SAMPLES["survey_answered"])
+    with pytest.raises(ValidationError, match="no rating"):
+        validate("survey_answered", dict(SAMPLES["survey_answered"], satisfaction=None,
+                                         reopen_requested=False, feedback=None))
