@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.backends import Services, resolve_services
 
 from nyc311.settings import Settings, load_settings
+from tests.backends import Services, resolve_services
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "nyc311"
