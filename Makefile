@@ -13,7 +13,7 @@ DEMO_SEED ?= 311
 NYC311_TEST_BACKEND ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: help install services-up services-down services-status lint test test-unit demo clean
+.PHONY: help install services-up services-down services-status browser lint test test-unit demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,12 @@ services-down:  ## stop the local services (data kept; services/services.sh down
 services-status:  ## show whether the local services run
 	bash services/services.sh status
 
+browser:  ## Debian's Chromium for the browser tests (installed with apt-get when missing)
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "installing Debian's chromium for the browser tests"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
+
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy nyc311 producers consumers schemas storage reports
@@ -43,19 +49,15 @@ lint: $(STAMP)  ## ruff and mypy
 test-unit: $(STAMP)  ## the tests that need no services
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-test: $(STAMP) lint  ## the whole suite against real Kafka and PostgreSQL
+test: $(STAMP) lint browser  ## the whole suite against real Kafka and PostgreSQL
 	@if [ "$(NYC311_TEST_BACKEND)" = docker ] || { [ "$(NYC311_TEST_BACKEND)" = auto ] && \
 	    [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ] && $(BIN)/python -c 'from tests.backends import docker_available as d; raise SystemExit(0 if d() else 1)' 2>/dev/null; }; then \
 	  echo "using testcontainers (Docker engine found)"; \
 	else bash services/services.sh up; fi
 	NYC311_TEST_BACKEND=$(NYC311_TEST_BACKEND) $(BIN)/pytest $(PYTEST_ARGS)
 
-demo: services-up  ## simulate a month end to end and show what the pipeline made of it
-	$(BIN)/nyc311 db upgrade
-	$(BIN)/nyc311 topics create
-	$(BIN)/nyc311 simulate --month $(DEMO_MONTH) --requests $(DEMO_REQUESTS) --seed $(DEMO_SEED)
-	$(BIN)/nyc311 run projector --until-caught-up --max-seconds 600
-	@echo; echo "== what is in PostgreSQL now =="; $(BIN)/nyc311 db summary
+demo: services-up  ## the main job end to end on a simulated month (surveys sent and answered)
+	DEMO_MONTH=$(DEMO_MONTH) DEMO_REQUESTS=$(DEMO_REQUESTS) DEMO_SEED=$(DEMO_SEED) bash demo/run.sh
 
 clean:  ## remove the venv and caches (not the services' data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -93,12 +93,12 @@ class ConsumeLoop:
                  consumer_config: dict[str, Any] | None = None,
                  dlq_producer: EventProducer | None = None) -> None:
         self.settings = settings
-        self.group_id = group_id
+        self.group_id = settings.group(group_id)
         self.handler = handler
         self.stats = LoopStats()
         self.running = True
         self._consumer_config = settings.kafka_config(**{
-            "group.id": group_id,
+            "group.id": self.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -128,8 +128,14 @@ class ConsumeLoop:
         signal.signal(signal.SIGINT, handler)
 
     def run(self, until_caught_up: bool = False, max_seconds: float | None = None,
-            on_batch: Callable[[ConsumeLoop], None] | None = None) -> LoopStats:
-        """Consume until stopped (or, with ``until_caught_up``, until no lag is left)."""
+            on_batch: Callable[[ConsumeLoop], None] | None = None,
+            on_tick: Callable[[psycopg.Connection], bool] | None = None) -> LoopStats:
+        """Consume until stopped (or, with ``until_caught_up``, until no lag is left).
+
+        ``on_tick`` runs after every poll, batch or not, for work a consumer does beside its
+        input (sending due surveys, forwarding); it returns True while it has work due now, and
+        ``until_caught_up`` also waits for that to be done.
+        """
         deadline = time.monotonic() + max_seconds if max_seconds else None
         consumer = self._consumer = Consumer(self._consumer_config)
         consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
@@ -140,16 +146,16 @@ class ConsumeLoop:
                     log.warning("stopping: %.0f s limit reached", max_seconds)
                     break
                 messages = consumer.consume(self.settings.batch_size, self.settings.batch_timeout)
-                if messages:
-                    try:
+                try:
+                    if messages:
                         self._process(messages)
-                    except Abandoned as exc:
-                        log.warning("%s: the last batch was not committed and will be read again",
-                                    exc)
-                        break
-                    if on_batch is not None:
-                        on_batch(self)
-                elif until_caught_up and self._caught_up():
+                        if on_batch is not None:
+                            on_batch(self)
+                    busy = bool(self._with_db_retry(on_tick)) if on_tick else False
+                except Abandoned as exc:
+                    log.warning("%s: uncommitted work will be done again on the next start", exc)
+                    break
+                if not messages and not busy and until_caught_up and self._caught_up():
                     log.info("caught up: no lag on %d partitions", len(self.stats.assigned))
                     break
         finally:
@@ -179,7 +185,10 @@ class ConsumeLoop:
             if tp.offset >= 0:
                 self._positions[(tp.topic, tp.partition)] = tp.offset
         self.stats.assigned.update(wanted)
-        log.info("assigned %s", {f"{t}[{p}]": stored.get((t, p), "beginning") for t, p in wanted})
+        log.info("assigned %d partitions of %s (%d resume from PostgreSQL, %d from the beginning)",
+                 len(wanted), ", ".join(sorted({t for t, _ in wanted})), len(stored),
+                 len(wanted) - len(stored))
+        log.debug("assigned %s", {f"{t}[{p}]": stored.get((t, p), "beginning") for t, p in wanted})
         consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTP]) -> None:
@@ -197,7 +206,8 @@ class ConsumeLoop:
         for tp in partitions:
             self._positions.pop(tp, None)
         self.stats.assigned -= partitions
-        log.info("revoked %s", sorted(f"{t}[{p}]" for t, p in partitions))
+        log.info("revoked %d partitions", len(partitions))
+        log.debug("revoked %s", sorted(f"{t}[{p}]" for t, p in partitions))
 
     # -- one batch -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import sys
@@ -203,6 +204,78 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
     stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     click.echo(f"projector: {stats.records:,} records in {stats.batches:,} batches, "
                f"{stats.dead_lettered:,} dead-lettered")
+
+
+@run.command("dispatcher")
+@_consumer_options
+@pass_ctx
+def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | None) -> None:
+    """Send a survey for every closure of a request with a contact (group nyc311-dispatcher).
+
+    Email goes through SMTP_HOST, SMS through Amazon SNS (SMS_PROVIDER); the link points at
+    NYC311_SURVEY_BASE_URL and is signed with NYC311_SURVEY_SECRET. With --until-caught-up it
+    stops once no lag is left and no survey is due now.
+    """
+    from consumers.channels import channels_from_settings
+    from consumers.dispatcher import GROUP_ID, Dispatcher
+    from consumers.loop import ConsumeLoop
+    from nyc311.settings import SettingsError
+    from nyc311.topics import all_topics, ensure_topics
+
+    settings = obj.settings
+    if not channels_from_settings(settings):
+        raise click.ClickException("no channel configured: set SMTP_HOST and/or SMS_PROVIDER=sns")
+    try:
+        dispatcher = Dispatcher(settings, functools.partial(channels_from_settings, settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    ensure_topics(settings, all_topics(settings))
+    loop = ConsumeLoop(settings, GROUP_ID, dispatcher)
+    loop.install_signal_handlers()
+    try:
+        loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds,
+                 on_tick=dispatcher.tick)
+    finally:
+        dispatcher.close()
+    s = dispatcher.stats
+    click.echo(f"dispatcher: {s.sent:,} surveys sent "
+               f"({', '.join(f'{k} {v:,}' for k, v in sorted(s.by_channel.items())) or 'none'}), "
+               f"{s.no_contact:,} closures without a contact, {s.failed:,} failed, "
+               f"{s.retried:,} retries scheduled")
+
+
+@run.command("reopen-forwarder")
+@_consumer_options
+@pass_ctx
+def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: float | None) -> None:
+    """Forward every answer that asks for a reopen to nyc311.reopen-requested, keyed by agency."""
+    from consumers.loop import ConsumeLoop
+    from consumers.reopen_forwarder import GROUP_ID, ReopenForwarder
+    from nyc311.topics import all_topics, ensure_topics
+
+    settings = obj.settings
+    ensure_topics(settings, all_topics(settings))
+    forwarder = ReopenForwarder(settings)
+    loop = ConsumeLoop(settings, GROUP_ID, forwarder)
+    loop.install_signal_handlers()
+    loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds, on_tick=forwarder.tick)
+    click.echo(f"reopen forwarder: {forwarder.stats.forwarded:,} reopen requests forwarded")
+
+
+@main.command("survey-web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8311, show_default=True)
+@pass_ctx
+def survey_web(obj: _Context, host: str, port: int) -> None:
+    """Serve the survey page (the links in survey emails and texts point here)."""
+    from nyc311.settings import SettingsError
+    from producers.survey_web import serve
+
+    try:
+        obj.settings.require_survey_secret()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    serve(obj.settings, host=host, port=port)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,12 +28,27 @@ DOCUMENTED: dict[str, tuple[str | None, str]] = {
     "KAFKA_BOOTSTRAP_SERVERS": (None, "Kafka bootstrap servers, host:port[,host:port]"),
     "DATABASE_URL": (None, "PostgreSQL URL, e.g. postgresql://user:pw@host:5432/db"),
     "NYC311_DB_SCHEMA": ("nyc311", "PostgreSQL schema that holds the projection"),
-    "NYC311_TOPIC_PREFIX": ("", "prefix for every topic name (isolates test runs)"),
+    "NYC311_TOPIC_PREFIX": ("", "prefix for every topic and consumer group name"),
     "NYC311_BATCH_SIZE": ("5000", "records a consumer takes per batch (one transaction)"),
     "NYC311_BATCH_TIMEOUT": ("0.5", "seconds a consumer waits to fill a batch"),
     "SCHEMA_REGISTRY_URL": ("", "Confluent Schema Registry, to decode records in its wire format"),
     "NYC311_LOG_LEVEL": ("INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     "NYC311_ENV_FILE": ("", "file with KEY=VALUE lines read for unset variables"),
+    "NYC311_SURVEY_SECRET": ("", "key that signs survey links (16+ characters; keep secret)"),
+    "NYC311_SURVEY_BASE_URL": ("http://127.0.0.1:8311", "public address of the survey page"),
+    "NYC311_SURVEY_TOKEN_DAYS": ("30", "days a survey link stays valid"),
+    "NYC311_CONTACT_WAIT_HOURS": ("24", "how long a closure waits for its request's contact"),
+    "NYC311_SEND_ATTEMPTS": ("6", "send attempts before a survey is recorded as failed"),
+    "NYC311_SEND_CONCURRENCY": ("8", "surveys the dispatcher sends at once"),
+    "SMTP_HOST": ("", "mail server for email surveys (empty: no email channel)"),
+    "SMTP_PORT": ("587", "mail server port"),
+    "SMTP_STARTTLS": ("true", "upgrade the SMTP connection with STARTTLS (true/false)"),
+    "SMTP_USERNAME": ("", "SMTP login (empty: no AUTH)"),
+    "SMTP_PASSWORD": ("", "SMTP password"),
+    "SMTP_FROM": ("NYC 311 <surveys@311.nyc.gov>", "From: of survey emails"),
+    "SMS_PROVIDER": ("sns", "SMS provider: sns, or none to send no SMS"),
+    "AWS_REGION": ("us-east-1", "region for Amazon SNS (credentials: the usual AWS variables)"),
+    "AWS_ENDPOINT_URL_SNS": ("", "SNS endpoint override (an SNS-compatible service)"),
     "KAFKA_<NAME>": ("", "any other librdkafka setting, e.g. KAFKA_SECURITY_PROTOCOL=SSL "
                      "(dots as _, a literal _ as __)"),
 }
@@ -92,6 +107,27 @@ class Settings:
     schema_registry_url: str = ""
     log_level: str = "INFO"
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+    survey_secret: str = field(default="", repr=False)
+    survey_base_url: str = "http://127.0.0.1:8311"
+    survey_token_days: int = 30
+    contact_wait_hours: int = 24
+    send_attempts: int = 6
+    send_concurrency: int = 8
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = "NYC 311 <surveys@311.nyc.gov>"
+    sms_provider: str = "sns"
+    aws_region: str = "us-east-1"
+    sns_endpoint_url: str = ""
+
+    def require_survey_secret(self) -> str:
+        if len(self.survey_secret) < 16:
+            raise SettingsError("NYC311_SURVEY_SECRET: must be set to 16 or more characters "
+                                "(it signs survey links)")
+        return self.survey_secret
 
     def __repr__(self) -> str:  # secrets never reach a log line
         return (
@@ -103,6 +139,11 @@ class Settings:
 
     def topic(self, name: str) -> str:
         """The full topic name for a contract name such as ``nyc311.request-created``."""
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        """The consumer group id for a contract group name: prefixed like the topics, so two
+        environments (or two test runs) on one cluster never share a group."""
         return f"{self.topic_prefix}{name}"
 
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
@@ -149,6 +190,15 @@ def _float(env: Mapping[str, str], key: str, default: str) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], key: str, default: str) -> bool:
+    raw = env.get(key, default).strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{key}: expected true or false, got {raw!r}")
+
+
 def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
     extra: dict[str, str] = {}
     for key, value in env.items():
@@ -190,6 +240,23 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "schema_registry_url": env.get("SCHEMA_REGISTRY_URL", ""),
         "log_level": log_level,
         "kafka_extra": _kafka_passthrough(env),
+        "survey_secret": env.get("NYC311_SURVEY_SECRET", ""),
+        "survey_base_url": env.get("NYC311_SURVEY_BASE_URL", "http://127.0.0.1:8311").rstrip("/"),
+        "survey_token_days": _int(env, "NYC311_SURVEY_TOKEN_DAYS", "30"),
+        "contact_wait_hours": _int(env, "NYC311_CONTACT_WAIT_HOURS", "24", minimum=0),
+        "send_attempts": _int(env, "NYC311_SEND_ATTEMPTS", "6"),
+        "send_concurrency": _int(env, "NYC311_SEND_CONCURRENCY", "8"),
+        "smtp_host": env.get("SMTP_HOST", ""),
+        "smtp_port": _int(env, "SMTP_PORT", "587"),
+        "smtp_starttls": _bool(env, "SMTP_STARTTLS", "true"),
+        "smtp_username": env.get("SMTP_USERNAME", ""),
+        "smtp_password": env.get("SMTP_PASSWORD", ""),
+        "smtp_from": env.get("SMTP_FROM", "NYC 311 <surveys@311.nyc.gov>"),
+        "sms_provider": env.get("SMS_PROVIDER", "sns").lower(),
+        "aws_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "sns_endpoint_url": env.get("AWS_ENDPOINT_URL_SNS", ""),
     }
+    if values["sms_provider"] not in {"sns", "none"}:
+        raise SettingsError(f"SMS_PROVIDER: expected sns or none, got {values['sms_provider']!r}")
     values.update(overrides)
     return Settings(**values)

@@ -23,7 +23,7 @@
 #   NYC311_KAFKA_CONTROLLER_PORT   KRaft controller port (default 19093)
 #   NYC311_PG_PORT                 PostgreSQL port (default 55432)
 #   NYC311_CACHE_DIR               jar cache (default ${XDG_CACHE_HOME:-~/.cache}/nyc311)
-#   NYC311_KAFKA_HEAP_OPTS         broker JVM heap (default "-Xms256m -Xmx512m")
+#   NYC311_KAFKA_HEAP_OPTS         broker JVM heap (default "-Xms512m -Xmx2g")
 #   NYC311_START_TIMEOUT           seconds to wait for a server to answer (default 90)
 #   NYC311_STOP_TIMEOUT            seconds to wait for a graceful stop before killing (default 60)
 #   NYC311_PG_BINDIR               PostgreSQL binaries (default: newest /usr/lib/postgresql/*/bin)
@@ -41,7 +41,7 @@ KAFKA_CONTROLLER_PORT=${NYC311_KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${NYC311_PG_PORT:-55432}
 START_TIMEOUT=${NYC311_START_TIMEOUT:-90}
 STOP_TIMEOUT=${NYC311_STOP_TIMEOUT:-60}
-KAFKA_HEAP_OPTS=${NYC311_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+KAFKA_HEAP_OPTS=${NYC311_KAFKA_HEAP_OPTS:--Xms512m -Xmx2g}
 
 DB_USER=nyc311
 DB_PASSWORD=nyc311

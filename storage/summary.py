@@ -20,6 +20,9 @@ class Summary:
     last_created: str | None
     top_agencies: list[tuple[str, int]]
     offsets: list[tuple[str, str, int, int]]
+    dispatch: list[tuple[str, str | None, int]]
+    satisfaction: list[tuple[str | None, int]]
+    reopens: list[tuple[str, int]]
 
     def render(self) -> str:
         lines = [
@@ -30,9 +33,21 @@ class Summary:
             f"surveys answered    {self.answers:>10,}",
             f"created between     {self.first_created or '-'} and {self.last_created or '-'}",
             "top agencies        " + ", ".join(f"{a} {n:,}" for a, n in self.top_agencies),
+            "survey dispatch     " + (", ".join(
+                f"{status}{f' by {channel}' if channel else ''} {n:,}"
+                for status, channel, n in self.dispatch) or "-"),
+            "answers             " + (", ".join(
+                f"{(level or 'no rating').lower().replace('_', ' ')} {n:,}"
+                for level, n in self.satisfaction) or "-"),
+            "reopen requests     " + (", ".join(f"{s} {n:,}" for s, n in self.reopens) or "-"),
             "consumer offsets:",
         ]
-        lines += [f"  {g:<22} {t}[{p}] next={o:,}" for g, t, p, o in self.offsets]
+        totals: dict[tuple[str, str], tuple[int, int]] = {}
+        for group, topic, _partition, offset in self.offsets:
+            parts, total = totals.get((group, topic), (0, 0))
+            totals[(group, topic)] = (parts + 1, total + offset)
+        lines += [f"  {g:<26} {t:<28} {n} partitions, {o:>10,} records consumed"
+                  for (g, t), (n, o) in sorted(totals.items())]
         return "\n".join(lines)
 
 
@@ -58,9 +73,19 @@ def summarize(conn: psycopg.Connection) -> Summary:
         "SELECT group_id, topic, partition, next_offset FROM consumer_offsets "
         "ORDER BY 1, 2, 3"
     ).fetchall()
+    dispatch = conn.execute(
+        "SELECT status, CASE WHEN status = 'sent' THEN channel END, count(*) "
+        "FROM survey_dispatch GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    satisfaction = conn.execute(
+        "SELECT satisfaction, count(*) FROM survey_answers GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    reopens = conn.execute(
+        "SELECT status, count(*) FROM reopen_forwards GROUP BY 1 ORDER BY 1").fetchall()
     requests, with_contact, closures, closed, orphans, surveys, answers, first, last = one
     return Summary(requests=requests, with_contact=with_contact, closures=closures,
                    closed_requests=closed, closures_without_request=orphans, surveys=surveys,
                    answers=answers, first_created=first, last_created=last,
                    top_agencies=[(a, n) for a, n in agencies],
-                   offsets=[(g, t, p, o) for g, t, p, o in offsets])
+                   offsets=[(g, t, p, o) for g, t, p, o in offsets],
+                   dispatch=[(s, c, n) for s, c, n in dispatch],
+                   satisfaction=[(s, n) for s, n in satisfaction],
+                   reopens=[(s, n) for s, n in reopens])

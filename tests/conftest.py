@@ -20,6 +20,8 @@ import pytest
 from nyc311.settings import Settings, load_settings
 from tests.backends import Services, resolve_services
 
+pytest_plugins = ["tests.servers"]  # SMTP and SNS server fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "nyc311"
 
@@ -70,9 +72,19 @@ def clone_database(base: Settings, template: str) -> Settings:
 
 
 def drop_database(base: Settings, settings: Settings) -> None:
+    """Drop the test's database and delete its topics, so runs do not pile up on the broker."""
     name = settings.database_url.rpartition("/")[2]
     with psycopg.connect(base.libpq_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if settings.topic_prefix:
+        from confluent_kafka.admin import AdminClient
+
+        admin_client = AdminClient(settings.kafka_config())
+        mine = [t for t in admin_client.list_topics(timeout=10).topics
+                if t.startswith(settings.topic_prefix)]
+        if mine:
+            for future in admin_client.delete_topics(mine, operation_timeout=30).values():
+                future.result()
 
 
 @pytest.fixture

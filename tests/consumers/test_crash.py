@@ -98,7 +98,7 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(settings, topics, db):
         "SELECT topic, partition, next_offset FROM consumer_offsets").fetchall()}
     assert 0 < sum(stored.values()) <= len(events)
     # the last thing before closing: Kafka got the same offsets PostgreSQL holds
-    reader = Consumer(settings.kafka_config(**{"group.id": GROUP_ID}))
+    reader = Consumer(settings.kafka_config(**{"group.id": settings.group(GROUP_ID)}))
     try:
         committed = reader.committed([TopicPartition(t, p) for t, p in stored], timeout=10)
     finally:

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The main job end to end on a simulated month (run by `make demo`, after `make services-up`):
+# simulate -> project -> send surveys (email to a local mail catcher, SMS to a local
+# SNS-compatible server) -> answer part of them through the survey page -> project the answers
+# -> forward reopen requests -> summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=.venv/bin
+MONTH=${DEMO_MONTH:?DEMO_MONTH=YYYY-MM}
+REQUESTS=${DEMO_REQUESTS:-20000}
+SEED=${DEMO_SEED:-311}
+SHARE=${DEMO_ANSWER_SHARE:-0.4}
+OUT=outbox
+SMTP_PORT=${DEMO_SMTP_PORT:-18025}
+SNS_PORT=${DEMO_SNS_PORT:-18026}
+WEB_PORT=${DEMO_WEB_PORT:-18311}
+
+export NYC311_LOG_FORMAT=${NYC311_LOG_FORMAT:-text}
+export NYC311_SURVEY_SECRET=${NYC311_SURVEY_SECRET:-demo-only-secret-do-not-use-in-production}
+export NYC311_SURVEY_BASE_URL=http://127.0.0.1:$WEB_PORT
+export SMTP_HOST=127.0.0.1 SMTP_PORT=$SMTP_PORT SMTP_STARTTLS=false
+export SMS_PROVIDER=sns AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$SNS_PORT AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+
+step() { printf '\n== %s ==\n' "$*"; }
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_for_port() {  # port, name, log
+  for _ in $(seq 1 150); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not start; its log:" >&2; cat "$3" >&2; exit 1
+}
+
+rm -rf "$OUT" && mkdir -p "$OUT"  # the mail catcher creates the Maildir itself
+step "mail catcher (SMTP on $SMTP_PORT, into $OUT/mail), SNS-compatible server on $SNS_PORT"
+$BIN/python -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$OUT/mail" \
+  >"$OUT/smtp.log" 2>&1 & pids+=($!)
+$BIN/python -m moto.server -H 127.0.0.1 -p "$SNS_PORT" >"$OUT/sns.log" 2>&1 & pids+=($!)
+wait_for_port "$SMTP_PORT" "mail catcher" "$OUT/smtp.log"
+wait_for_port "$SNS_PORT" "SNS server" "$OUT/sns.log"
+
+step "migrate and create topics"
+$BIN/nyc311 db upgrade
+$BIN/nyc311 topics create
+
+step "simulate $MONTH: $REQUESTS requests (seed $SEED)"
+$BIN/nyc311 simulate --month "$MONTH" --requests "$REQUESTS" --seed "$SEED"
+
+step "project into PostgreSQL"
+$BIN/nyc311 run projector --until-caught-up --max-seconds 600
+
+step "send the surveys"
+$BIN/nyc311 run dispatcher --until-caught-up --max-seconds 900
+echo "emails in $OUT/mail: $(find "$OUT/mail/new" -type f | wc -l)"
+$BIN/python - "$SNS_PORT" <<'EOF'
+import json, sys, urllib.request
+data = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/data.json"))
+print(f"text messages at the SNS server: {len(data.get('sns', {}).get('SMS', [])):,}")
+EOF
+
+step "survey page on $NYC311_SURVEY_BASE_URL; answering ${SHARE} of the emailed surveys"
+$BIN/nyc311 survey-web --port "$WEB_PORT" >"$OUT/survey-web.log" 2>&1 & pids+=($!)
+wait_for_port "$WEB_PORT" "survey page" "$OUT/survey-web.log"
+$BIN/python demo/answer_surveys.py --maildir "$OUT/mail" --share "$SHARE" --seed "$SEED"
+
+step "project the answers, forward the reopen requests"
+$BIN/nyc311 run projector --until-caught-up --max-seconds 600
+$BIN/nyc311 run reopen-forwarder --until-caught-up --max-seconds 600
+
+step "what is in PostgreSQL now"
+$BIN/nyc311 db summary

@@ -1,0 +1,69 @@
+"""What a person sent from the survey form, cleaned and checked before anything is recorded.
+
+Every field is optional, but an answer must say something: a level, a reopen request or a
+comment. Comments are kept as typed (HTML included: they are escaped wherever they are shown,
+never altered), with line breaks normalised so a browser's CRLF does not count twice against
+the limit, and with control characters PostgreSQL or a log line cannot hold removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nyc311.i18n import N_
+
+FEEDBACK_LIMIT = 2000
+
+# The Avro enum symbols, in the order the form shows them, with their English labels.
+LEVELS: tuple[tuple[str, str], ...] = (
+    ("STRONGLY_AGREE", N_("Strongly agree")),
+    ("AGREE", N_("Agree")),
+    ("NEUTRAL", N_("Neutral")),
+    ("DISAGREE", N_("Disagree")),
+    ("STRONGLY_DISAGREE", N_("Strongly disagree")),
+)
+_SYMBOLS = frozenset(symbol for symbol, _ in LEVELS)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# Problems, by the code the form template shows a message for.
+EMPTY = "empty"
+TOO_LONG = "too_long"
+INVALID_CHOICE = "invalid_choice"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The form's fields; ``typed_feedback`` is what goes back into the box if it is shown again."""
+
+    satisfaction: str | None
+    reopen: bool
+    feedback: str | None
+    typed_feedback: str
+    problem: str | None = None
+
+
+def clean_feedback(raw: str) -> str:
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", text).strip()
+
+
+def read_answer(fields: Mapping[str, str]) -> Answer:
+    """Parse the form; ``problem`` is set (and nothing may be recorded) when it cannot be taken."""
+    raw_level = fields.get("satisfaction", "").strip()
+    reopen = bool(fields.get("reopen", "").strip())
+    typed = fields.get("feedback", "")
+    feedback = clean_feedback(typed) or None
+    problem: str | None = None
+    satisfaction: str | None = None
+    if raw_level:
+        if raw_level in _SYMBOLS:
+            satisfaction = raw_level
+        else:
+            problem = INVALID_CHOICE
+    if problem is None and feedback is not None and len(feedback) > FEEDBACK_LIMIT:
+        problem = TOO_LONG
+    if problem is None and satisfaction is None and not reopen and feedback is None:
+        problem = EMPTY
+    return Answer(satisfaction, reopen, feedback, typed, problem)

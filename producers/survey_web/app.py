@@ -1,0 +1,208 @@
+"""The survey page: a small Starlette app that shows the survey and turns answers into events.
+
+It is a producer like the CSV importer: its only outputs are SurveyAnswered records on Kafka and
+its own claims table (``survey_submissions``), which makes each survey answerable once. It reads
+nothing else from the projection; everything a page needs (survey, request number, language)
+is in the signed link.
+
+Every outcome is a page in the person's language, never a stack trace: a forged or altered
+link (400), an expired one (410), an answered survey, a form to fix (400), Kafka or PostgreSQL
+unavailable (503, nothing recorded, the form kept so it can be sent again).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from nyc311.i18n import best_language, match_language, resolve_language
+from nyc311.settings import Settings
+from nyc311.tokens import SurveyClaim, TokenError, TokenExpired, read_token
+from producers.producer import EventProducer
+from producers.survey_web.answers import TOO_LONG, read_answer
+from producers.survey_web.pages import STATIC_DIR, notice, render, survey_form
+from producers.survey_web.security import SecurityHeaders
+from producers.survey_web.submissions import AnswerRecorder, NotRecorded
+from storage.db import connect
+
+log = logging.getLogger(__name__)
+
+# The form is four short fields; 2,000 characters of comments take at most ~24 KB encoded.
+MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 16
+UNREADABLE = "unreadable"
+UNAVAILABLE = "unavailable"
+
+
+class _Unreadable(ValueError):
+    """The request body is not the survey form (wrong type, too many fields)."""
+
+
+class _TooLarge(ValueError):
+    """The request body is larger than any honest answer."""
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise _TooLarge
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise _Unreadable
+    try:
+        pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True,
+                          max_num_fields=MAX_FORM_FIELDS)
+    except ValueError as exc:
+        raise _Unreadable from exc
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+class SurveyPages:
+    """The routes, with the settings and the recorder they share."""
+
+    def __init__(self, settings: Settings, recorder: AnswerRecorder) -> None:
+        self.settings = settings
+        self.secret = settings.require_survey_secret()
+        self.max_age = settings.survey_token_days * 86_400
+        self.recorder = recorder
+
+    def language(self, request: Request, preferred: str | None = None) -> str:
+        """``?lang=`` if it names one of the eleven, else the link's language, else the
+        browser's."""
+        asked = match_language(request.query_params.get("lang"))
+        if asked is not None:
+            return asked
+        if preferred:
+            return resolve_language(preferred)
+        return best_language(request.headers.get("accept-language"))
+
+    def _expired_language(self, token: str) -> str | None:
+        """An expired link is still ours (its signature is good): its language is trustworthy."""
+        try:
+            return read_token(self.secret, token, max_age_seconds=2**40).language
+        except TokenError:
+            return None
+
+    async def landing(self, request: Request) -> Response:
+        return notice("landing", self.language(request))
+
+    async def healthz(self, request: Request) -> Response:
+        def check() -> None:
+            with connect(self.settings, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+
+        try:
+            await run_in_threadpool(check)
+        except Exception as exc:
+            log.warning("health check: database unavailable: %s", type(exc).__name__)
+            return PlainTextResponse("database unavailable\n", status_code=503)
+        return PlainTextResponse("ok\n")
+
+    async def survey(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            claim = read_token(self.secret, token, self.max_age)
+            uuid.UUID(claim.survey_id)
+        except TokenExpired:
+            return notice("expired", self.language(request, self._expired_language(token)))
+        except (TokenError, ValueError):
+            log.info("survey link refused: not valid")
+            return notice("invalid", self.language(request))
+        if request.method == "POST":
+            return await self._submit(request, claim)
+        return await self._show(request, claim)
+
+    async def _show(self, request: Request, claim: SurveyClaim) -> Response:
+        language = self.language(request, claim.language)
+        try:
+            answered = await run_in_threadpool(self.recorder.is_answered, claim.survey_id)
+        except Exception as exc:
+            log.warning("survey page: database unavailable: %s", type(exc).__name__)
+            return notice("unavailable", language)
+        if answered:
+            return notice("answered", language)
+        return survey_form(language, claim.request_id)
+
+    async def _submit(self, request: Request, claim: SurveyClaim) -> Response:
+        try:
+            fields = await _read_form(request)
+        except _TooLarge:
+            return survey_form(self.language(request, claim.language), claim.request_id,
+                               problem=TOO_LONG, status_code=413)
+        except _Unreadable:
+            return survey_form(self.language(request, claim.language), claim.request_id,
+                               problem=UNREADABLE, status_code=400)
+        language = match_language(fields.get("lang")) or self.language(request, claim.language)
+        answer = read_answer(fields)
+        if answer.problem is not None:
+            return survey_form(language, claim.request_id, answer, answer.problem, 400)
+        try:
+            outcome = await run_in_threadpool(self.recorder.record, claim, language, answer)
+        except NotRecorded:
+            return survey_form(language, claim.request_id, answer, UNAVAILABLE, 503)
+        if outcome.already_answered:
+            return notice("answered", language, 409)
+        return render("thanks.html", language, request_id=claim.request_id,
+                      reopen=answer.reopen)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        kind = "not_found" if status in (404, 405) else "error"
+        return notice(kind, self.language(request), status)
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception after this page is sent; the person sees no detail.
+        return notice("error", self.language(request), 500)
+
+
+class _SurveyApp(Starlette):
+    """Security headers outermost, so even the 500 page Starlette's error middleware sends
+    carries them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
+def create_app(settings: Settings, producer: EventProducer | None = None) -> Starlette:
+    """The survey page. Without ``producer`` the app makes its own and flushes it on shutdown.
+
+    Raises :class:`~nyc311.settings.SettingsError` when ``NYC311_SURVEY_SECRET`` is not set.
+    """
+    recorder = AnswerRecorder(settings, producer)
+    pages = SurveyPages(settings, recorder)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(recorder.close)
+
+    return _SurveyApp(
+        routes=[
+            Route("/", pages.landing, methods=["GET"]),
+            Route("/healthz", pages.healthz, methods=["GET"]),
+            Route("/survey/{token}", pages.survey, methods=["GET", "POST"]),
+            Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        exception_handlers={HTTPException: pages.http_error, Exception: pages.server_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,123 @@
+"""The survey page in a real browser: headless Chromium answers the survey in four languages,
+including a right-to-left one, and the answer is followed through Kafka and the projector into
+PostgreSQL.
+
+What only a browser shows: the form works with nothing but its own stylesheet under the
+Content Security Policy (a blocked resource would be a console error), labels are tied to their
+inputs (the test clicks the translated labels), and the page is laid out right to left for
+Arabic.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from nyc311.i18n import translations
+from nyc311.settings import Settings
+from nyc311.tokens import make_token
+from producers.survey_web import create_app
+from tests.helpers import project
+
+SECRET = "x" * 32
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} not installed (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def survey_settings(settings: Settings, topics: list[str]) -> Settings:
+    return replace(settings, survey_secret=SECRET)
+
+
+@pytest.fixture
+def base_url(survey_settings: Settings) -> Iterator[str]:
+    """The app under uvicorn in a background thread, on a free loopback port."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(survey_settings), host="127.0.0.1",
+                                           port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="survey-web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.parametrize(("code", "direction"), [("en", "ltr"), ("es", "ltr"), ("zh", "ltr"),
+                                                 ("ar", "rtl")])
+def test_a_person_answers_the_survey_in_their_language(browser, base_url, survey_settings, db,
+                                                        code, direction):
+    t = translations(code)
+    survey_id = str(uuid.uuid4())
+    token = make_token(SECRET, survey_id, "64123456", code)
+    feedback = f"Still broken ({code}) <b>not bold</b>"
+
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    try:
+        response = page.goto(f"{base_url}/survey/{token}")
+        assert response is not None and response.status == 200
+        html = page.locator("html")
+        assert html.get_attribute("lang") == code
+        assert html.get_attribute("dir") == direction
+        assert page.evaluate("getComputedStyle(document.body).direction") == direction
+        question = t.gettext("Overall, I am satisfied with the way my Service Request was handled")
+        assert page.get_by_role("group", name=question).is_visible()
+
+        page.get_by_label(t.gettext("Agree"), exact=True).check()
+        page.get_by_label(t.gettext("Please reopen this request")).check()
+        page.locator("#feedback").fill(feedback)
+        page.get_by_role("button", name=t.gettext("Send my answers")).click()
+
+        heading = page.get_by_role("heading", level=1)
+        heading.wait_for()
+        assert heading.inner_text() == t.gettext("Thank you")
+        assert page.locator("html").get_attribute("lang") == code
+        assert page.locator("html").get_attribute("dir") == direction
+        assert page.locator("b").count() == 0
+    finally:
+        context.close()
+    assert problems == []
+
+    # End to end: the answer went through Kafka and the projector into PostgreSQL.
+    assert project(survey_settings).dead_lettered == 0
+    rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
+                      "reopen_requested, feedback FROM survey_answers").fetchall()
+    assert rows == [(survey_id, "64123456", code, "AGREE", True, feedback)]
