@@ -24,7 +24,9 @@ def test_a_token_signed_with_another_key_is_refused():
         read_token(SECRET, token, 3600)
 
 
-@pytest.mark.parametrize("position", [0, 10, -5, -1])
+# Not the last character: in base64 its low bits are padding, and a change there can decode to
+# the same bytes.
+@pytest.mark.parametrize("position", [0, 10, 30, -5, -3])
 def test_a_tampered_token_is_refused(position):
     token = make_token(SECRET, "x", "1", "en")
     chars = list(token)
