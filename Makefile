@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_MONTH ?= $(shell date -u -d "$$(date -u +%Y-%m-01) -1 month" +%Y-%m)
+DEMO_MONTH ?= $(shell TZ=America/New_York date +%Y-%m)
 DEMO_REQUESTS ?= 20000
 DEMO_SEED ?= 311
 # auto: testcontainers when a Docker engine answers, else the local services; or `local` / `docker`

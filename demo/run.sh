@@ -48,8 +48,14 @@ step "migrate and create topics"
 $BIN/nyc311 db upgrade
 $BIN/nyc311 topics create
 
+# The demo's surveys are answered today, so the month that holds the answers is the current one:
+# it is simulated up to now and published as a preliminary revision (as of now). On the 1st,
+# `nyc311 run aggregator` publishes the preceding month for good.
+CURRENT=$(TZ=America/New_York date +%Y-%m)
+if [ "$MONTH" = "$CURRENT" ]; then UNTIL=(--until now); AS_OF=(--as-of now); else UNTIL=(); AS_OF=(); fi
+
 step "simulate $MONTH: $REQUESTS requests (seed $SEED)"
-$BIN/nyc311 simulate --month "$MONTH" --requests "$REQUESTS" --seed "$SEED"
+$BIN/nyc311 simulate --month "$MONTH" --requests "$REQUESTS" --seed "$SEED" "${UNTIL[@]}"
 
 step "project into PostgreSQL"
 $BIN/nyc311 run projector --until-caught-up --max-seconds 600
@@ -74,3 +80,9 @@ $BIN/nyc311 run reopen-forwarder --until-caught-up --max-seconds 600
 
 step "what is in PostgreSQL now"
 $BIN/nyc311 db summary
+
+step "publish $MONTH to site/"
+$BIN/nyc311 publish --month "$MONTH" --out site "${AS_OF[@]}"
+echo
+echo "Open site/index.html (or: python3 -m http.server -d site 8000, then http://127.0.0.1:8000/)"
+echo "The month's page: site/$MONTH/index.html; its data: site/data/$MONTH/"

@@ -7,6 +7,7 @@ import itertools
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,28 @@ def _env_help() -> str:
     rows = [f"  {name:<26} {text}" + (f" (default: {default})" if default else "")
             for name, (default, text) in DOCUMENTED.items()]
     return "\b\nEnvironment:\n" + "\n".join(rows)
+
+
+class _Instant(click.ParamType):
+    """An ISO 8601 instant (UTC when it has no offset), or ``now``."""
+
+    name = "TIMESTAMP"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        if value == "now":
+            return datetime.now(UTC)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"expected ISO 8601 such as 2026-11-01T00:00:00-04:00, or 'now'; "
+                      f"got {value!r}", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_INSTANT = _Instant()
 
 
 class _Context:
@@ -139,14 +162,22 @@ def import_nyc_csv_cmd(obj: _Context, file: Path, progress: bool) -> None:
 
 @main.command()
 @click.option("--month", required=True, help="Month to simulate, YYYY-MM (New York time).")
-@click.option("--requests", "count", type=click.IntRange(1, 10_000_000), default=10_000,
+@click.option("--requests", "count", type=click.IntRange(1, 1_000_000), default=10_000,
               show_default=True, help="Service requests to create in the month.")
 @click.option("--seed", type=int, default=311, show_default=True,
               help="Random seed; the same seed gives the same events.")
+@click.option("--until", type=_INSTANT, default=None,
+              help="Leave out what happens after this instant (UTC unless it has an offset; "
+                   "'now' works too): a month in progress.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @pass_ctx
-def simulate(obj: _Context, month: str, count: int, seed: int, progress: bool) -> None:
-    """Produce a realistic month of NYC-like 311 traffic (created and closed events)."""
+def simulate(obj: _Context, month: str, count: int, seed: int, until: datetime | None,
+             progress: bool) -> None:
+    """Produce a realistic month of NYC-like 311 traffic (created and closed events).
+
+    With --until, events after that instant are left out: the month so far, with the requests
+    not closed by then still open.
+    """
     from tqdm import tqdm
 
     from nyc311.topics import ensure_topics, event_topics
@@ -164,11 +195,50 @@ def simulate(obj: _Context, month: str, count: int, seed: int, progress: bool) -
             tqdm(desc="events", unit="ev", disable=not progress, file=sys.stderr) as bar:
         if first is not None:
             for name, record in itertools.chain([first], events):
+                if until is not None and record["occurred_at"] > until:
+                    continue
                 producer.send(name, record)
                 counts[name] = counts.get(name, 0) + 1
                 bar.update()
     click.echo(f"produced {sum(counts.values()):,} events for {month} (seed {seed}): "
                + ", ".join(f"{n} {c:,}" for n, c in sorted(counts.items())))
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--month", required=True, help="Month to publish, YYYY-MM (New York time).")
+@click.option("--out", required=True, help="A folder, or s3://bucket/prefix.")
+@click.option("--as-of", type=_INSTANT, default=None,
+              help="Count closures up to this instant (default: the first instant of the next "
+                   "month, New York time). A month still in progress is published only with an "
+                   "--as-of no later than now (a preliminary revision).")
+@pass_ctx
+def publish(obj: _Context, month: str, out: str, as_of: datetime | None) -> None:
+    """Publish the four monthly tables and the website for MONTH (§23-306 d).
+
+    Aggregates in PostgreSQL into the `published` schema; when the numbers are the same as the
+    month's published revision, the files come out identical; when late events changed them, a
+    new revision is published and its page lists what changed.
+    """
+    from reports.aggregate import MonthError
+    from reports.output import write_site
+    from reports.publish import publish_month
+    from storage.db import connection
+
+    settings = obj.settings
+    with connection(settings) as conn:
+        conn.autocommit = True
+        try:
+            pub, new = publish_month(conn, month, as_of)
+        except MonthError as exc:
+            raise click.BadParameter(str(exc), param_hint="--month") from None
+        summary = write_site(settings, conn, out)
+    state = "new revision" if new else "unchanged, revision"
+    click.echo(f"{month}: {state} {pub.revision} (as of {pub.as_of.isoformat()}): "
+               + ", ".join(f"{name} {len(rows):,} rows" for name, rows in pub.tables.items()))
+    click.echo(summary)
 
 
 # -- consumers ------------------------------------------------------------------------------------
@@ -260,6 +330,57 @@ def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: floa
     loop.install_signal_handlers()
     loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds, on_tick=forwarder.tick)
     click.echo(f"reopen forwarder: {forwarder.stats.forwarded:,} reopen requests forwarded")
+
+
+@run.command("aggregator")
+@click.option("--once", is_flag=True,
+              help="Publish the preceding month now and exit (for cron or a Kubernetes CronJob).")
+@click.option("--at", "at_text", default=None,
+              help="Time of day (New York) to publish on the 1st, HH:MM (default: "
+                   "NYC311_PUBLISH_AT).")
+@click.option("--out", default=None,
+              help="A folder or s3://bucket/prefix (default: NYC311_PUBLISH_TARGET).")
+@pass_ctx
+def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | None) -> None:
+    """Publish the preceding month on the 1st of every month (New York time).
+
+    On start it catches up on any month that came due while it was down; then it sleeps until
+    the next 1st. Stops cleanly on SIGTERM or Ctrl-C.
+    """
+    import signal
+    import threading
+    from datetime import time as time_of_day
+
+    from reports.output import write_site
+    from reports.publish import publish_month, published_months
+    from reports.schedule import preceding_month, run_scheduler
+    from storage.db import connection
+
+    settings = obj.settings
+    target = out or settings.publish_target
+    hour, _, minute = (at_text or settings.publish_at).partition(":")
+    try:
+        at = time_of_day(int(hour), int(minute))
+    except ValueError:
+        raise click.BadParameter("expected HH:MM", param_hint="--at") from None
+
+    def publish_one(month: str) -> None:
+        with connection(settings) as conn:
+            conn.autocommit = True
+            pub, new = publish_month(conn, month)
+            summary = write_site(settings, conn, target)
+        log.info("published %s revision %d (%s); %s", month, pub.revision,
+                 "new" if new else "unchanged", summary, extra={"month": month})
+
+    if once:
+        publish_one(preceding_month(datetime.now(UTC)))
+        return
+    with connection(settings) as conn:
+        done = published_months(conn)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_scheduler(publish_one, at, stop=stop, last_published=done[0] if done else None)
 
 
 @main.command("survey-web")

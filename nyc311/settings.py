@@ -47,8 +47,12 @@ DOCUMENTED: dict[str, tuple[str | None, str]] = {
     "SMTP_PASSWORD": ("", "SMTP password"),
     "SMTP_FROM": ("NYC 311 <surveys@311.nyc.gov>", "From: of survey emails"),
     "SMS_PROVIDER": ("sns", "SMS provider: sns, or none to send no SMS"),
-    "AWS_REGION": ("us-east-1", "region for Amazon SNS (credentials: the usual AWS variables)"),
+    "AWS_REGION": ("us-east-1", "region for Amazon SNS and S3 (credentials: the usual AWS "
+                   "variables)"),
     "AWS_ENDPOINT_URL_SNS": ("", "SNS endpoint override (an SNS-compatible service)"),
+    "NYC311_PUBLISH_TARGET": ("site", "where the aggregator publishes: a folder or s3://bucket/prefix"),
+    "NYC311_PUBLISH_AT": ("06:00", "time of day (New York) the aggregator publishes on the 1st"),
+    "AWS_ENDPOINT_URL_S3": ("", "S3 endpoint override (an S3-compatible service such as MinIO)"),
     "KAFKA_<NAME>": ("", "any other librdkafka setting, e.g. KAFKA_SECURITY_PROTOCOL=SSL "
                      "(dots as _, a literal _ as __)"),
 }
@@ -122,6 +126,9 @@ class Settings:
     sms_provider: str = "sns"
     aws_region: str = "us-east-1"
     sns_endpoint_url: str = ""
+    publish_target: str = "site"
+    publish_at: str = "06:00"
+    s3_endpoint_url: str = ""
 
     def require_survey_secret(self) -> str:
         if len(self.survey_secret) < 16:
@@ -255,7 +262,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "sms_provider": env.get("SMS_PROVIDER", "sns").lower(),
         "aws_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         "sns_endpoint_url": env.get("AWS_ENDPOINT_URL_SNS", ""),
+        "publish_target": env.get("NYC311_PUBLISH_TARGET", "site"),
+        "publish_at": env.get("NYC311_PUBLISH_AT", "06:00"),
+        "s3_endpoint_url": env.get("AWS_ENDPOINT_URL_S3", ""),
     }
+    hour, _, minute = values["publish_at"].partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise SettingsError(f"NYC311_PUBLISH_AT: expected HH:MM, got {values['publish_at']!r}")
     if values["sms_provider"] not in {"sns", "none"}:
         raise SettingsError(f"SMS_PROVIDER: expected sns or none, got {values['sms_provider']!r}")
     values.update(overrides)

@@ -8,9 +8,10 @@ of day from ``data/nyc_mix.json`` (proportions measured on NYC Open Data exports
 statuses) are documented assumptions below.
 
 Deterministic: everything comes from ``random.Random(seed)`` — ids included — so one seed gives
-the same events, byte for byte. Request ids are 10-digit numbers starting with 9, which real
-311 keys (8 digits) never are. Contacts are fictional: ``@example.com/.org/.net`` addresses and
-NANP 555-01xx numbers, which are reserved for fiction.
+the same events, byte for byte; the month is mixed into the seed, so two months never share an
+id. Request ids are 11 digits, ``9`` + YYMM + a 6-digit number, which real 311 keys (8 digits)
+never are, and which cannot collide between months. Contacts are fictional:
+``@example.com/.org/.net`` addresses and NANP 555-01xx numbers, which are reserved for fiction.
 
 Events stream in ``occurred_at`` order (a heap holds pending closures), so a large month does
 not have to fit in memory. Closures may fall after the month — they are still emitted, as a real
@@ -169,9 +170,9 @@ def _contact(rng: random.Random) -> Record | None:
     return {"email": email, "phone": phone}
 
 
-def _request_id(rng: random.Random, used: set[str]) -> str:
+def _request_id(rng: random.Random, used: set[str], prefix: str) -> str:
     while True:
-        candidate = str(rng.randrange(9_000_000_000, 10_000_000_000))
+        candidate = f"{prefix}{rng.randrange(1_000_000):06d}"
         if candidate not in used:
             used.add(candidate)
             return candidate
@@ -225,18 +226,23 @@ def simulate_month(month: str, requests: int, seed: int,
     days = month_days(month)
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 0:
         raise ValueError(f"requests must be a whole number >= 0; got {requests!r}")
-    return _events(days, requests, random.Random(seed), load_mix() if mix is None else mix)
+    if requests > 1_000_000:
+        raise ValueError(f"at most 1,000,000 requests a month; got {requests:,}")
+    # the month is part of the seed: two months simulated with one seed share no event id
+    rng = random.Random(f"{seed}/{month}")
+    return _events(days, requests, rng, load_mix() if mix is None else mix)
 
 
 def _events(days: list[date], requests: int, rng: random.Random,
             mix: Mix) -> Iterator[tuple[str, Record]]:
     used: set[str] = set()
+    prefix = f"9{days[0]:%y%m}"  # 9 + YYMM: ids of different months never collide
     pending: list[tuple[datetime, int, Record]] = []
     for sequence, at in enumerate(_created_times(rng, days, mix, requests)):
         while pending and pending[0][0] < at:
             yield "request_closed", heapq.heappop(pending)[2]
         agency = mix.agencies.pick(rng)
-        created = _created(rng, mix, agency, _request_id(rng, used), at)
+        created = _created(rng, mix, agency, _request_id(rng, used, prefix), at)
         yield "request_created", created
         closed = _closed(rng, agency, created)
         if closed is not None:

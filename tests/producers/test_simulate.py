@@ -145,3 +145,12 @@ def test_mix_is_reproducible_from_the_exports() -> None:
                     "(expected in shared/data/nyc311 beside the repository)")
     committed = json.loads(MIX_PATH.read_text(encoding="utf-8"))
     assert json.loads(json.dumps(build_mix(paths))) == committed
+
+
+def test_two_months_with_one_seed_share_no_id():
+    october = list(simulate_month("2026-10", 2000, seed=311))
+    november = list(simulate_month("2026-11", 2000, seed=311))
+    ids = [{(r["event_id"], r["request_id"]) for _, r in events} for events in (october, november)]
+    assert not {e for e, _ in ids[0]} & {e for e, _ in ids[1]}
+    assert not {r for _, r in ids[0]} & {r for _, r in ids[1]}
+    assert all(r["request_id"].startswith("92611") for _, r in november)

@@ -1,0 +1,249 @@
+"""The open-data files of one month: CSV and JSON for each table, datapackage.json, revisions.json.
+
+These files are the legal publication (Local Law 13 of 2025, Admin Code §23-306) and the thing
+analysts script against, so they are rendered strictly from the contract in reports.model: the
+header is exactly the TableSpec columns in order, a row with a missing or unknown column is an
+error rather than a silently different file, and the same Publication always gives the same
+bytes (no clock, no dict-order or locale dependence), so a re-run that changes nothing uploads
+nothing and a revision's diff shows only what changed.
+
+Numbers are written the way the contract states them: rates with exactly 4 decimals, mean_score
+with 2, empty (CSV) or null (JSON) for a rate with a zero denominator. Rounding is half away from
+zero on the value's shortest decimal form, like PostgreSQL's round(numeric, n), so the files
+agree with the published schema in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from reports.model import TABLES, Column, Publication, TableSpec
+
+#: Decimals of every "number" column; a number column not listed here is a rate (4 decimals).
+DECIMALS: dict[str, int] = {"mean_score": 2}
+RATE_DECIMALS = 4
+#: The bounds each number column is documented with in datapackage.json.
+NUMBER_RANGE: dict[str, tuple[int, int]] = {"mean_score": (0, 100)}
+
+DATA_DIR = "data"
+
+
+def month_dir(month: str) -> str:
+    """The folder of a month's files, relative to the site root."""
+    return f"{DATA_DIR}/{month}"
+
+
+def decimals(column: Column) -> int:
+    return DECIMALS.get(column.name, RATE_DECIMALS)
+
+
+def _fixed(value: Any, places: int, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise TypeError(f"{where}: expected a number, got {value!r}")
+    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not exact.is_finite():
+        raise ValueError(f"{where}: {value!r} is not a finite number")
+    rounded = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{rounded + 0:.{places}f}"  # + 0 turns -0.0000 into 0.0000
+
+
+def format_value(column: Column, value: Any, where: str = "") -> str | None:
+    """The text of one cell as both CSV and JSON carry it; None means empty (CSV) / null (JSON).
+
+    Strings stay strings, integers are plain digits, numbers have their fixed decimals, and
+    datetimes are ISO 8601 with their UTC offset (a naive datetime is refused: as_of without an
+    offset would be ambiguous around daylight-saving changes).
+    """
+    where = where or column.name
+    if value is None:
+        return None
+    if column.type == "string":
+        if not isinstance(value, str):
+            raise TypeError(f"{where}: expected a string, got {value!r}")
+        return value
+    if column.type == "integer":
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        return str(value)
+    if column.type == "number":
+        return _fixed(value, decimals(column), where)
+    if column.type == "datetime":
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise TypeError(f"{where}: expected a datetime with a UTC offset, got {value!r}")
+        return value.isoformat()
+    raise ValueError(f"{where}: unknown column type {column.type!r}")
+
+
+def table_cells(pub: Publication, spec: TableSpec) -> list[list[str | None]]:
+    """The rows of one table as formatted cells in column order, after checking them."""
+    if spec.name not in pub.tables:
+        raise ValueError(f"{pub.month} r{pub.revision}: table {spec.name} is missing")
+    expected = set(spec.column_names)
+    keys: set[tuple[Any, ...]] = set()
+    out: list[list[str | None]] = []
+    for i, row in enumerate(pub.tables[spec.name]):
+        where = f"{spec.name} row {i}"
+        if set(row) != expected:
+            missing, unknown = sorted(expected - set(row)), sorted(set(row) - expected)
+            raise ValueError(f"{where}: missing columns {missing}, unknown columns {unknown}")
+        if row["month"] != pub.month:
+            raise ValueError(f"{where}: month {row['month']!r} in the {pub.month} publication")
+        key = tuple(row[k] for k in spec.key)
+        if key in keys:
+            raise ValueError(f"{where}: a second row for {dict(zip(spec.key, key, strict=True))}")
+        keys.add(key)
+        out.append([format_value(c, row[c.name], f"{where}.{c.name}") for c in spec.columns])
+    return out
+
+
+def table_csv(spec: TableSpec, cells: list[list[str | None]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(spec.column_names)
+    writer.writerows([["" if v is None else v for v in row] for row in cells])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _json_literal(column: Column, text: str | None) -> str:
+    if text is None:
+        return "null"
+    if column.type in ("integer", "number"):
+        return text  # already a JSON number: digits, an optional sign and fixed decimals
+    return json.dumps(text, ensure_ascii=False)
+
+
+def table_json(spec: TableSpec, cells: list[list[str | None]]) -> bytes:
+    """A JSON array of row objects, one row a line, keys in contract column order.
+
+    Written by hand rather than by json.dumps so numbers keep their fixed decimals (0.5000, not
+    0.5): the JSON and CSV files then carry the same text for every value.
+    """
+    if not cells:
+        return b"[]\n"
+    lines = []
+    for row in cells:
+        members = ", ".join(f"{json.dumps(c.name)}: {_json_literal(c, v)}"
+                            for c, v in zip(spec.columns, row, strict=True))
+        lines.append("  {" + members + "}")
+    return ("[\n" + ",\n".join(lines) + "\n]\n").encode("utf-8")
+
+
+def _dump(document: Any) -> bytes:
+    return (json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _stamp(at: datetime) -> str | None:
+    return format_value(Column("timestamp", "datetime", ""), at)
+
+
+def _field(spec: TableSpec, column: Column) -> dict[str, Any]:
+    field: dict[str, Any] = {"name": column.name, "type": column.type,
+                             "description": column.description}
+    constraints: dict[str, Any] = {}
+    if column.name in spec.key or column.name == "month":
+        constraints["required"] = True
+    if column.name == "month":
+        constraints["pattern"] = r"\d{4}-\d{2}"
+    if column.type == "integer":
+        constraints["minimum"] = 0
+    if column.type == "number":
+        low, high = NUMBER_RANGE.get(column.name, (0, 1))
+        constraints.update(minimum=low, maximum=high)
+    if column.type == "datetime":
+        field["format"] = "any"  # ISO 8601 with a UTC offset; "default" would demand UTC "Z"
+    if constraints:
+        field["constraints"] = constraints
+    return field
+
+
+def _resource(spec: TableSpec, body: bytes) -> dict[str, Any]:
+    return {
+        "profile": "tabular-data-resource",
+        "name": spec.name,
+        "path": f"{spec.name}.csv",
+        "title": spec.title,
+        "description": f"{spec.description} The same rows are in {spec.name}.json.",
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+        "bytes": len(body),
+        "hash": "sha256:" + hashlib.sha256(body).hexdigest(),
+        "dialect": {"delimiter": ",", "doubleQuote": True, "header": True,
+                    "lineTerminator": "\n", "quoteChar": '"'},
+        "schema": {"fields": [_field(spec, c) for c in spec.columns],
+                   "primaryKey": ["month", *spec.key],
+                   "missingValues": [""]},
+    }
+
+
+def history(pub: Publication) -> list[tuple[int, datetime, list[str]]]:
+    """Every revision up to this one, oldest first, this one included exactly once."""
+    entries = {rev: (rev, at, list(changes)) for rev, at, changes in pub.history}
+    entries[pub.revision] = (pub.revision, pub.published_at, list(pub.changes))
+    return [entries[rev] for rev in sorted(entries) if rev <= pub.revision]
+
+
+def datapackage(pub: Publication, csvs: dict[str, bytes]) -> dict[str, Any]:
+    """The Frictionless Data Package (v1, tabular) describing the month's four CSV files.
+
+    Only the CSV files are resources: the JSON files hold the very same rows, and listing them
+    too would make every Data Package tool load each table twice.
+    """
+    return {
+        "profile": "tabular-data-package",
+        "name": f"nyc311-{pub.month}",
+        "title": f"NYC 311 service metrics, {pub.month}",
+        "description": (
+            f"Monthly 311 service metrics for {pub.month} (New York time) published under Local "
+            "Law 13 of 2025 (Administrative Code §23-306): requests received, closure rates, "
+            "reopen-request rates and satisfaction with the agency's response. Each table is also "
+            "published as a JSON array of row objects beside its CSV file; revisions.json lists "
+            "the revisions of this month and what each changed."
+        ),
+        # Each revision may change any number, which is a breaking change for a consumer.
+        "version": f"{pub.revision}.0.0",
+        "created": _stamp(pub.published_at),
+        "keywords": ["NYC", "311", "service requests", "customer satisfaction"],
+        "revision": pub.revision,
+        "as_of": _stamp(pub.as_of),
+        "resources": [_resource(spec, csvs[spec.name]) for spec in TABLES],
+    }
+
+
+def revisions(pub: Publication) -> dict[str, Any]:
+    """revisions.json: this month's revisions, oldest first, with what each one changed."""
+    return {
+        "month": pub.month,
+        "revision": pub.revision,
+        "as_of": _stamp(pub.as_of),
+        "published_at": _stamp(pub.published_at),
+        "revisions": [{"revision": rev, "published_at": _stamp(at), "changes": changes}
+                      for rev, at, changes in history(pub)],
+    }
+
+
+def data_files(pub: Publication) -> dict[str, bytes]:
+    """Every data file of one publication, keyed by path relative to the site root."""
+    unknown = sorted(set(pub.tables) - {spec.name for spec in TABLES})
+    if unknown:
+        raise ValueError(f"{pub.month} r{pub.revision}: unknown tables {unknown}")
+    folder = month_dir(pub.month)
+    files: dict[str, bytes] = {}
+    csvs: dict[str, bytes] = {}
+    for spec in TABLES:
+        cells = table_cells(pub, spec)
+        csvs[spec.name] = files[f"{folder}/{spec.name}.csv"] = table_csv(spec, cells)
+        files[f"{folder}/{spec.name}.json"] = table_json(spec, cells)
+    files[f"{folder}/datapackage.json"] = _dump(datapackage(pub, csvs))
+    files[f"{folder}/revisions.json"] = _dump(revisions(pub))
+    return files

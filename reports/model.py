@@ -1,0 +1,104 @@
+"""The published contract (ARCHITECTURE §7) as data: files, columns, field descriptions.
+
+Every writer (CSV, JSON, datapackage.json, the website, S3) reads the tables through these
+definitions, so the column order and the documentation of every field live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # Frictionless Table Schema type: string, integer, number, datetime
+    description: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # file stem, e.g. "requests_received"
+    title: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # the grain: one row per distinct key
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+MONTH = Column("month", "string", "Calendar month in America/New_York local time, YYYY-MM.")
+AGENCY = Column("agency", "string", "Agency acronym, e.g. HPD.")
+TYPE = Column("complaint_type", "string", "311 complaint type.")
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "requests_received", "Requests received",
+        "Service requests created in the month, by agency and complaint type.",
+        (MONTH, AGENCY,
+         Column("agency_name", "string",
+                "Agency name: the name most requests of the month gave for the agency."),
+         TYPE,
+         Column("received", "integer", "Requests created in the month (New York time).")),
+        ("agency", "complaint_type")),
+    TableSpec(
+        "closure_rates", "Closure rates",
+        "Of the requests received in the month, the share each agency closed by as_of.",
+        (MONTH, AGENCY, TYPE,
+         Column("received", "integer", "Requests created in the month."),
+         Column("closed", "integer",
+                "Of those, requests designated resolved, complete or closed before as_of."),
+         Column("closure_rate", "number", "closed / received, 0-1, 4 decimals."),
+         Column("as_of", "datetime",
+                "Closures up to this instant count (default: the first instant of the next "
+                "month, New York time), ISO 8601 with offset.")),
+        ("agency", "complaint_type")),
+    TableSpec(
+        "reopen_rates", "Reopen-request rates",
+        "Surveys answered in the month, and the share that asked for the request to be reopened, "
+        "by complaint type.",
+        (MONTH, TYPE,
+         Column("surveys_answered", "integer", "Surveys answered in the month."),
+         Column("reopen_requested", "integer", "Of those, answers asking for a reopen."),
+         Column("reopen_rate", "number",
+                "reopen_requested / surveys_answered, 0-1, 4 decimals; empty when no survey "
+                "was answered.")),
+        ("complaint_type",)),
+    TableSpec(
+        "satisfaction", "Satisfaction with the agency's response",
+        "Answers in the month to \"Overall, I am satisfied with the way my Service Request was "
+        "handled\", by agency and complaint type.",
+        (MONTH, AGENCY, TYPE,
+         Column("responses", "integer", "Answers in the month that rated their satisfaction."),
+         Column("strongly_agree", "integer", "Answers: Strongly agree (score 100)."),
+         Column("agree", "integer", "Answers: Agree (75)."),
+         Column("neutral", "integer", "Answers: Neutral (50)."),
+         Column("disagree", "integer", "Answers: Disagree (25)."),
+         Column("strongly_disagree", "integer", "Answers: Strongly disagree (0)."),
+         Column("share_satisfied", "number",
+                "(strongly_agree + agree) / responses, 0-1, 4 decimals; empty when no "
+                "response."),
+         Column("mean_score", "number",
+                "Mean score on the 0-100 scale, 2 decimals; empty when no response.")),
+        ("agency", "complaint_type")),
+)
+BY_NAME = {t.name: t for t in TABLES}
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One revision of one month: what every writer renders."""
+
+    month: str  # YYYY-MM
+    revision: int
+    as_of: datetime
+    published_at: datetime  # when this revision was first computed; stable on re-runs
+    tables: dict[str, list[Row]]  # table name -> rows in the order of TableSpec.key
+    changes: list[str] = field(default_factory=list)  # what differs from the revision before
+    history: list[tuple[int, datetime, list[str]]] = field(default_factory=list)

@@ -1,0 +1,136 @@
+"""Publish a month: aggregate, compare with the published revision, keep or add a revision.
+
+Re-running a month whose numbers did not change keeps the revision and its ``published_at``, so
+the files come out byte for byte the same. When late events changed anything (or another
+``as_of`` was asked for), a new revision replaces the month's rows in the ``published`` schema,
+and ``published.revisions`` records what changed, which the month's page lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from reports.aggregate import MonthError, aggregate, check_month, month_bounds
+from reports.model import BY_NAME, TABLES, Publication, Row
+
+SCHEMA = "published"
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _rows(conn: psycopg.Connection, source: str, table: str, month: str) -> list[Row]:
+    spec = BY_NAME[table]
+    cols = ", ".join(spec.column_names)
+    order = ", ".join(spec.key)
+    cur = conn.execute(f"SELECT {cols} FROM {source} WHERE month = %s ORDER BY {order}",
+                       (month,))
+    return [{c: _value(v) for c, v in zip(spec.column_names, row, strict=True)}
+            for row in cur.fetchall()]
+
+
+def _digest(tables: dict[str, list[Row]]) -> str:
+    canonical = json.dumps(tables, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _label(row: Row, key: tuple[str, ...]) -> str:
+    return " / ".join(str(row[k]) for k in key)
+
+
+def describe_changes(old: dict[str, list[Row]], new: dict[str, list[Row]],
+                     examples: int = 5) -> list[str]:
+    """Human-readable differences between two revisions, table by table."""
+    out: list[str] = []
+    for spec in TABLES:
+        before = {tuple(r[k] for k in spec.key): r for r in old.get(spec.name, [])}
+        after = {tuple(r[k] for k in spec.key): r for r in new.get(spec.name, [])}
+        added = [after[k] for k in after.keys() - before.keys()]
+        removed = [before[k] for k in before.keys() - after.keys()]
+        changed = []
+        for k in sorted(after.keys() & before.keys(), key=str):
+            diffs = [f"{c} {before[k][c]} → {after[k][c]}" for c in spec.column_names
+                     if before[k][c] != after[k][c]]
+            if diffs:
+                changed.append(f"{_label(after[k], spec.key)}: {', '.join(diffs)}")
+        if not (added or removed or changed):
+            continue
+        counts = [f"{len(x)} row(s) {what}" for x, what in
+                  ((changed, "changed"), (added, "added"), (removed, "removed")) if x]
+        out.append(f"{spec.name}: {', '.join(counts)}")
+        out += [f"  {line}" for line in changed[:examples]]
+        out += [f"  added {_label(r, spec.key)}" for r in sorted(added, key=str)[:examples]]
+        out += [f"  removed {_label(r, spec.key)}" for r in sorted(removed, key=str)[:examples]]
+    return out
+
+
+def default_as_of(conn: psycopg.Connection, month: str) -> datetime:
+    """The first instant of the next month, New York time."""
+    return month_bounds(conn, month)[1]
+
+
+def publish_month(conn: psycopg.Connection, month: str, as_of: datetime | None = None,
+                  now: datetime | None = None) -> tuple[Publication, bool]:
+    """Aggregate ``month`` and publish it in the ``published`` schema.
+
+    Returns the publication and whether a new revision was made.
+    """
+    check_month(month)
+    now = now or datetime.now(UTC)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('nyc311-publish:' || %s))", (month,))
+        _start, end = month_bounds(conn, month)
+        if end > now and (as_of is None or as_of > now):
+            raise MonthError(f"{month} has not ended yet (it ends {end.isoformat()}); give an "
+                             "--as-of no later than now for a preliminary revision")
+        as_of = as_of or end
+        aggregate(conn, month, as_of)
+        new = {t.name: _rows(conn, f"_new_{t.name}", t.name, month) for t in TABLES}
+        digest = _digest(new)
+        latest = conn.execute(
+            f"SELECT revision, content_sha256 FROM {SCHEMA}.revisions WHERE month = %s "
+            "ORDER BY revision DESC LIMIT 1", (month,)).fetchone()
+        if latest is not None and latest[1] == digest:
+            return load_publication(conn, month), False
+        old = {t.name: _rows(conn, f"{SCHEMA}.{t.name}", t.name, month) for t in TABLES}
+        revision = 1 if latest is None else latest[0] + 1
+        changes = describe_changes(old, new) if latest is not None else []
+        for spec in TABLES:
+            cols = ", ".join(spec.column_names)
+            conn.execute(f"DELETE FROM {SCHEMA}.{spec.name} WHERE month = %s", (month,))
+            conn.execute(f"INSERT INTO {SCHEMA}.{spec.name} ({cols}) "
+                         f"SELECT {cols} FROM _new_{spec.name}")
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.revisions (month, revision, as_of, published_at, "
+            "content_sha256, changes) VALUES (%s, %s, %s, %s, %s, %s)",
+            (month, revision, as_of, now, digest, Jsonb(changes)))
+    return load_publication(conn, month), True
+
+
+def load_publication(conn: psycopg.Connection, month: str) -> Publication:
+    """The latest published revision of ``month``, from the ``published`` schema."""
+    history = conn.execute(
+        f"SELECT revision, as_of, published_at, changes FROM {SCHEMA}.revisions "
+        "WHERE month = %s ORDER BY revision", (month,)).fetchall()
+    if not history:
+        raise MonthError(f"{month} has not been published")
+    revision, as_of, published_at, changes = history[-1]
+    tables = {t.name: _rows(conn, f"{SCHEMA}.{t.name}", t.name, month) for t in TABLES}
+    return Publication(month=month, revision=revision, as_of=as_of, published_at=published_at,
+                       tables=tables, changes=list(changes),
+                       history=[(r, p, list(c)) for r, _a, p, c in history])
+
+
+def published_months(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute(f"SELECT DISTINCT month FROM {SCHEMA}.revisions ORDER BY month DESC")
+    return [m for (m,) in rows.fetchall()]

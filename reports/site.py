@@ -1,0 +1,238 @@
+"""The public website of the monthly metrics: an index of months, a page per month, methodology.
+
+The site is a static file tree rendered from Publication objects, so it can be served from any
+bucket or web server, written atomically to a folder, and tested without services. It is the
+form most people see of the §23-306 publication, hence the constraints it is built under:
+
+- it works with no JavaScript at all (full tables), and the small script only adds sorting and
+  filtering on top;
+- everything comes from the site itself: no CDN, font or script from another host, no inline
+  script or style, so a strict Content Security Policy (default-src 'self') holds on every page;
+- charts are SVG drawn here, in Python, each with a title, a label and its numbers as a table;
+- links are relative, so the tree can live under any prefix.
+
+The data files of every month are part of the tree (reports.files renders them), so every
+download link on a page points at a file in the same tree.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from reports import charts
+from reports.files import data_files, format_value, history, month_dir
+from reports.model import TABLES, Column, Publication, TableSpec
+
+NEW_YORK = ZoneInfo("America/New_York")
+ASSETS = ("site.css", "site.js", "favicon.svg")
+#: Columns the page states once above the tables instead of repeating in every row.
+PAGE_LEVEL_COLUMNS = frozenset({"month", "as_of"})
+FILTERED = ("agency", "complaint_type")  # the row attributes the filter form matches
+#: English month names, not strftime's %B, which follows the process locale.
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+LABELS = {"agency": "Agency", "agency_name": "Agency name", "complaint_type": "Complaint type"}
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    env.filters["day"] = day
+    return env
+
+
+def month_title(month: str) -> str:
+    """'2025-01' -> 'January 2025'."""
+    first = datetime.strptime(month, "%Y-%m")
+    return f"{MONTHS[first.month - 1]} {first.year}"
+
+
+def day(at: datetime) -> str:
+    """The calendar date in New York, e.g. 'February 3, 2025'."""
+    local = at.astimezone(NEW_YORK)
+    return f"{MONTHS[local.month - 1]} {local.day}, {local.year}"
+
+
+def moment(at: datetime) -> str:
+    """A date and time in New York, e.g. 'February 1, 2025, 00:00 New York time'."""
+    return f"{day(at)}, {at.astimezone(NEW_YORK):%H:%M} New York time"
+
+
+def label(column: Column) -> str:
+    return LABELS.get(column.name, column.name.replace("_", " ").capitalize())
+
+
+def size(n: int) -> str:
+    return f"{n} bytes" if n < 1000 else f"{n / 1000:.1f} kB"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str  # what the page shows
+    sort: str  # what the sorting script compares ("" sorts last)
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class HtmlTable:
+    spec: TableSpec
+    columns: list[Column]
+    rows: list[tuple[dict[str, str], list[Cell]]]  # (filter attributes, cells)
+
+
+def _cell(column: Column, value: Any) -> Cell:
+    text = format_value(column, value)
+    numeric = column.type in ("integer", "number")
+    if text is None:
+        return Cell("n/a", "", numeric)
+    shown = f"{int(text):,}" if column.type == "integer" else text
+    return Cell(shown, text, numeric)
+
+
+def html_table(pub: Publication, spec: TableSpec) -> HtmlTable:
+    columns = [c for c in spec.columns if c.name not in PAGE_LEVEL_COLUMNS]
+    rows = []
+    for row in pub.tables[spec.name]:
+        attributes: dict[str, str] = {name: str(row[name]) for name in FILTERED if name in row}
+        rows.append((attributes, [_cell(c, row[c.name]) for c in columns]))
+    return HtmlTable(spec, columns, rows)
+
+
+def _links(month: str, files: dict[str, bytes], prefix: str) -> dict[str, Any]:
+    folder = month_dir(month)
+
+    def link(name: str) -> dict[str, Any]:
+        path = f"{folder}/{name}"
+        return {"href": prefix + path, "name": name, "size": size(len(files[path]))}
+
+    return {
+        "tables": [{"spec": spec, "csv": link(f"{spec.name}.csv"),
+                    "json": link(f"{spec.name}.json")} for spec in TABLES],
+        "datapackage": link("datapackage.json"),
+        "revisions": link("revisions.json"),
+    }
+
+
+def _agency_names(pub: Publication) -> dict[str, str]:
+    return {row["agency"]: row["agency_name"] for row in pub.tables["requests_received"]
+            if row.get("agency_name")}
+
+
+def _latest(publications: Iterable[Publication]) -> list[Publication]:
+    """One publication per month, the newest revision, newest month first."""
+    latest: dict[str, Publication] = {}
+    for pub in publications:
+        if pub.month not in latest or pub.revision > latest[pub.month].revision:
+            latest[pub.month] = pub
+    return [latest[month] for month in sorted(latest, reverse=True)]
+
+
+def _page(template: str, root: str, **context: Any) -> bytes:
+    html = environment().get_template(template).render(root=root, **context)
+    return html.encode("utf-8")
+
+
+def month_page(pub: Publication, files: dict[str, bytes], newer: Publication | None,
+               older: Publication | None) -> bytes:
+    names = _agency_names(pub)
+    tables = [html_table(pub, spec) for spec in TABLES]
+    agencies = sorted({a for t in tables for attrs, _ in t.rows if (a := attrs.get("agency"))})
+    types = sorted({attrs["complaint_type"] for t in tables for attrs, _ in t.rows})
+    return _page(
+        "month.html", "../", pub=pub, title=month_title(pub.month), tables=tables,
+        agencies=[(a, names.get(a, "")) for a in agencies], complaint_types=types,
+        as_of=moment(pub.as_of), published=day(pub.published_at),
+        history=list(reversed(history(pub))), downloads=_links(pub.month, files, "../"),
+        closure_chart=charts.closure_by_agency(pub, names, month_title(pub.month)),
+        satisfaction_chart=charts.satisfaction_by_agency(pub, names, month_title(pub.month)),
+        legend=charts.legend(),
+        label=label,
+        newer=newer and (newer.month, month_title(newer.month)),
+        older=older and (older.month, month_title(older.month)),
+    )
+
+
+def index_page(publications: list[Publication], files: dict[str, bytes]) -> bytes:
+    months = [{"pub": pub, "title": month_title(pub.month),
+               "downloads": _links(pub.month, files, "")} for pub in publications]
+    return _page("index.html", "", months=months)
+
+
+def methodology_page() -> bytes:
+    return _page("methodology.html", "", tables=TABLES, label=label,
+                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS)
+
+
+def asset(name: str) -> bytes:
+    return resources.files("reports").joinpath("templates", name).read_bytes()
+
+
+def site_files(publications: list[Publication]) -> dict[str, bytes]:
+    """The whole site, keyed by path relative to its root: pages, assets and data files.
+
+    For a month given in several revisions only the newest is published (the data folder of
+    a month holds one revision; revisions.json keeps the history).
+    """
+    pubs = _latest(publications)
+    files: dict[str, bytes] = {}
+    for pub in pubs:
+        files.update(data_files(pub))
+    for name in ASSETS:
+        files[f"assets/{name}"] = asset(name)
+    for i, pub in enumerate(pubs):
+        newer = pubs[i - 1] if i > 0 else None
+        older = pubs[i + 1] if i + 1 < len(pubs) else None
+        files[f"{pub.month}/index.html"] = month_page(pub, files, newer, older)
+    files["methodology.html"] = methodology_page()
+    files["index.html"] = index_page(pubs, files)
+    return files
+
+
+def _write_order(path: str) -> tuple[int, str]:
+    """Data and assets first, month pages next, the site index last: a page never links to a
+    file that is not there yet."""
+    if path == "index.html":
+        return (2, path)
+    return (1 if path.endswith(".html") else 0, path)
+
+
+def write_tree(files: dict[str, bytes], out_dir: Path) -> None:
+    """Write the files under out_dir, each one atomically (temp file, then os.replace).
+
+    A reader sees either the old or the new version of a file, never half of one. Files whose
+    content is unchanged are left alone. Paths must stay inside out_dir.
+    """
+    out_dir = Path(out_dir)
+    for relative in sorted(files, key=_write_order):
+        parts = PurePosixPath(relative)
+        if parts.is_absolute() or ".." in parts.parts or not parts.parts:
+            raise ValueError(f"refusing to write {relative!r} outside {out_dir}")
+        target = out_dir.joinpath(*parts.parts)
+        body = files[relative]
+        if target.is_file() and target.read_bytes() == body:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp, 0o644)  # mkstemp makes 0600; a web server must be able to read it
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise

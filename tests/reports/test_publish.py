@@ -1,0 +1,175 @@
+"""The monthly tables against a hand-computed fixture, New York month boundaries, revisions,
+the analyst role, and the absence of personal data in what is published."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from reports.aggregate import MonthError
+from reports.output import build_site
+from reports.publish import load_publication, publish_month
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+HPD = "Department of Housing Preservation and Development"
+
+
+def request(db, rid: str, created: datetime, agency: str = "HPD", agency_name: str = HPD,
+            ctype: str = "HEAT/HOT WATER", email: str | None = None) -> None:
+    db.execute(
+        "INSERT INTO requests (request_id, event_id, created_at, agency, agency_name, "
+        "complaint_type, channel, has_contact) VALUES (%s, %s, %s, %s, %s, %s, 'ONLINE', %s)",
+        (rid, uuid.uuid4(), created, agency, agency_name, ctype, email is not None))
+    if email:
+        db.execute("INSERT INTO contacts (request_id, event_id, created_at, email, phone) "
+                   "VALUES (%s, %s, %s, %s, '+12125550199')", (rid, uuid.uuid4(), created, email))
+
+
+def closure(db, rid: str, closed: datetime) -> None:
+    db.execute("INSERT INTO closures (event_id, request_id, closed_at, status) "
+               "VALUES (%s, %s, %s, 'RESOLVED')", (uuid.uuid4(), rid, closed))
+
+
+def answer(db, rid: str, at: datetime, level: str | None, reopen: bool = False,
+           feedback: str | None = None) -> None:
+    db.execute(
+        "INSERT INTO survey_answers (survey_id, event_id, request_id, answered_at, language, "
+        "satisfaction, reopen_requested, feedback) VALUES (%s, %s, %s, %s, 'en', %s, %s, %s)",
+        (uuid.uuid4(), uuid.uuid4(), rid, at, level, reopen, feedback))
+
+
+def t(day: int, hour: int = 12, month: int = 10) -> datetime:
+    """A UTC instant in 2026 (October is EDT, UTC-4)."""
+    return datetime(2026, month, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def fixture(db):
+    """October 2026, small enough to compute by hand."""
+    request(db, "1", t(3), email="one@example.com")
+    request(db, "2", t(4))
+    request(db, "3", t(5), agency_name="HPD")  # a minority spelling of the agency's name
+    request(db, "4", t(6), agency="NYPD", agency_name="New York City Police Department",
+            ctype="Noise - Residential")
+    request(db, "0", t(20, month=9))  # September: not received in October
+    closure(db, "1", t(4))
+    closure(db, "1", t(9))  # closed twice: still one closed request
+    closure(db, "2", t(30))
+    closure(db, "3", datetime(2026, 11, 2, tzinfo=UTC))  # after as_of: not closed
+    answer(db, "1", t(10), "STRONGLY_AGREE", feedback="Thanks — call me at 212-555-0199")
+    answer(db, "2", t(11), "AGREE")
+    answer(db, "3", t(12), "DISAGREE")
+    answer(db, "0", t(13), None, reopen=True)  # unrated, September request, answered in October
+    answer(db, "4", t(14), None, feedback="only words")  # no rating: zero responses for NYPD
+    answer(db, "2", t(1, month=11), "NEUTRAL")  # answered in November: not in October
+    return db
+
+
+def rows(pub, table: str) -> list[tuple]:
+    return [tuple(r.values()) for r in pub.tables[table]]
+
+
+def test_every_column_of_the_four_tables_by_hand(fixture):
+    pub, new = publish_month(fixture, "2026-10", now=NOW)
+    assert new and pub.revision == 1
+    as_of = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # midnight, New York (EDT)
+    assert pub.as_of == as_of
+    assert rows(pub, "requests_received") == [
+        ("2026-10", "HPD", HPD, "HEAT/HOT WATER", 3),
+        ("2026-10", "NYPD", "New York City Police Department", "Noise - Residential", 1),
+    ]
+    assert rows(pub, "closure_rates") == [
+        ("2026-10", "HPD", "HEAT/HOT WATER", 3, 2, 0.6667, as_of),
+        ("2026-10", "NYPD", "Noise - Residential", 1, 0, 0.0, as_of),
+    ]
+    assert rows(pub, "reopen_rates") == [
+        ("2026-10", "HEAT/HOT WATER", 4, 1, 0.25),
+        ("2026-10", "Noise - Residential", 1, 0, 0.0),
+    ]
+    assert rows(pub, "satisfaction") == [
+        # responses 3: SA, A, D (the unrated answer is not a response); (1+1)/3; (100+75+25)/3
+        ("2026-10", "HPD", "HEAT/HOT WATER", 3, 1, 1, 0, 1, 0, 0.6667, 66.67),
+        # an answer without a rating: zero responses, so the rates are empty, not 0
+        ("2026-10", "NYPD", "Noise - Residential", 0, 0, 0, 0, 0, 0, None, None),
+    ]
+    files = build_site(fixture)
+    csv = files["data/2026-10/satisfaction.csv"].decode()
+    assert csv.splitlines()[2].endswith(",0,0,0,0,0,0,,")  # empty, not 0
+
+
+@pytest.mark.parametrize(("month", "inside", "outside"), [
+    # DST starts 2026-03-08: March opens at 05:00Z (EST) and ends at 04:00Z (EDT)
+    ("2026-03", [datetime(2026, 3, 1, 5, 0), datetime(2026, 4, 1, 3, 30)],
+     [datetime(2026, 3, 1, 4, 59), datetime(2026, 4, 1, 4, 0)]),
+    # DST ends 2026-11-01: November opens at 04:00Z (EDT) and ends at 05:00Z (EST)
+    ("2026-11", [datetime(2026, 11, 1, 4, 0), datetime(2026, 12, 1, 4, 30)],
+     [datetime(2026, 11, 1, 3, 59), datetime(2026, 12, 1, 5, 0)]),
+    # 23:30 on the last day of October, New York, is 03:30Z on November 1st
+    ("2026-10", [datetime(2026, 11, 1, 3, 30)], [datetime(2026, 11, 1, 4, 0)]),
+])
+def test_month_boundaries_in_new_york_time(db, month, inside, outside):
+    for i, created in enumerate(inside + outside):
+        request(db, f"b{i}", created.replace(tzinfo=UTC))
+    pub, _ = publish_month(db, month, now=datetime(2027, 1, 1, tzinfo=UTC))
+    assert rows(pub, "requests_received")[0][-1] == len(inside)
+
+
+def test_republishing_gives_identical_files_and_a_late_event_a_new_revision(fixture):
+    first, _ = publish_month(fixture, "2026-10", now=NOW)
+    files = build_site(fixture)
+    again, new = publish_month(fixture, "2026-10", now=NOW + timedelta(days=1))
+    assert not new and again.revision == 1 and again.published_at == first.published_at
+    assert build_site(fixture) == files
+
+    closure(fixture, "4", t(20))  # a late closure event for October's NYPD request
+    late, new = publish_month(fixture, "2026-10", now=NOW + timedelta(days=2))
+    assert new and late.revision == 2
+    assert late.changes[0] == "closure_rates: 1 row(s) changed"
+    assert "NYPD / Noise - Residential: closed 0 → 1, closure_rate 0.0 → 1.0" in late.changes[1]
+    assert [h[0] for h in load_publication(fixture, "2026-10").history] == [1, 2]
+    after = build_site(fixture)
+    assert after["data/2026-10/closure_rates.csv"] != files["data/2026-10/closure_rates.csv"]
+    assert after["data/2026-10/requests_received.csv"] == files[
+        "data/2026-10/requests_received.csv"]
+
+
+def test_a_month_in_progress_needs_an_explicit_as_of(db):
+    with pytest.raises(MonthError, match="has not ended"):
+        publish_month(db, "2026-11", now=NOW)
+    pub, _ = publish_month(db, "2026-11", as_of=NOW, now=NOW)
+    assert pub.as_of == NOW
+    with pytest.raises(MonthError, match="YYYY-MM"):
+        publish_month(db, "2026-13", now=NOW)
+
+
+def test_nothing_personal_is_published(fixture):
+    publish_month(fixture, "2026-10", now=NOW)
+    for path, content in build_site(fixture).items():
+        text = content.decode("utf-8", "replace")
+        assert "@example.com" not in text, path
+        assert not re.search(r"\+?1?[ -]?\(?212\)?[ -]?555[ -]?01\d\d", text), path
+        assert "Thanks" not in text and "only words" not in text, path
+
+
+def test_the_analyst_role_reads_the_published_tables_and_nothing_else(settings, fixture):
+    publish_month(fixture, "2026-10", now=NOW)
+    login = f"analyst_{uuid.uuid4().hex[:8]}"
+    fixture.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'pw' IN ROLE nyc311_analyst")
+    try:
+        url = settings.libpq_url.replace("nyc311:nyc311@", f"{login}:pw@")
+        with psycopg.connect(url, autocommit=True) as analyst:
+            count = analyst.execute("SELECT count(*) FROM published.closure_rates").fetchone()
+            assert count == (2,)
+            for table in ("nyc311.contacts", "nyc311.requests", "nyc311.survey_answers"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    analyst.execute(f"SELECT 1 FROM {table} LIMIT 1")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                analyst.execute("DELETE FROM published.closure_rates")
+    finally:
+        fixture.execute(f"DROP ROLE {login}")
