@@ -40,4 +40,5 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    for noisy in ("alembic", "botocore", "boto3", "urllib3"):  # per-call INFO lines add nothing
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
