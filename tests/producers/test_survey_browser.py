@@ -10,37 +10,21 @@ Arabic.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import uvicorn
 
 from nyc311.i18n import translations
 from nyc311.settings import Settings
 from nyc311.tokens import make_token
 from producers.survey_web import create_app
 from tests.helpers import project
+from tests.servers import needs_chromium, serve_app
 
 SECRET = "x" * 32
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} not installed (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -51,28 +35,8 @@ def survey_settings(settings: Settings, topics: list[str]) -> Settings:
 @pytest.fixture
 def base_url(survey_settings: Settings) -> Iterator[str]:
     """The app under uvicorn in a background thread, on a free loopback port."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(survey_settings), host="127.0.0.1",
-                                           port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="survey-web", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with serve_app(create_app(survey_settings)) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("code", "direction"), [("en", "ltr"), ("es", "ltr"), ("zh", "ltr"),
