@@ -45,6 +45,7 @@ from consumers.channels import (
 from consumers.loop import Item
 from nyc311.i18n import resolve_language
 from nyc311.i18n.messages import render_survey_message
+from nyc311.metrics import Metrics
 from nyc311.settings import Settings
 from nyc311.tokens import make_token
 from producers.producer import EventProducer
@@ -110,7 +111,8 @@ class Dispatcher:
     """Consume-loop handler (queue) plus :meth:`tick` (send)."""
 
     def __init__(self, settings: Settings, channels: Callable[[], Sequence[Channel]],
-                 producer: EventProducer | None = None, serde: Serde | None = None) -> None:
+                 producer: EventProducer | None = None, serde: Serde | None = None,
+                 metrics: Metrics | None = None) -> None:
         """``channels`` makes one set of channels; each sending thread calls it once."""
         self.settings = settings
         self.secret = settings.require_survey_secret()
@@ -124,6 +126,7 @@ class Dispatcher:
         self.producer = producer or EventProducer(settings)
         self.topics: Sequence[str] = [settings.topic("nyc311.request-closed")]
         self.stats = DispatchStats()
+        self.metrics = metrics or Metrics("dispatcher")
 
     # -- queue -----------------------------------------------------------------------------------
 
@@ -221,7 +224,9 @@ class Dispatcher:
     def _deliver(self, survey: OutgoingSurvey) -> _Outcome:
         """Runs on a worker thread: try the usable channels in order of preference."""
         refusals: list[str] = []
+        last: str | None = None
         for channel in (c for c in self._channels() if c.can_send(survey)):
+            last = channel.name
             try:
                 channel.send(survey)
             except PermanentSendError as exc:  # e.g. email refused: fall back to the next channel
@@ -235,7 +240,7 @@ class Dispatcher:
                 log.exception("survey %s could not be sent", survey.survey_id)
                 return _Outcome("transient", channel.name, f"{type(exc).__name__}: {exc}")
             return _Outcome("sent", channel.name, None)
-        return _Outcome("refused", None, "; ".join(refusals))
+        return _Outcome("refused", last, "; ".join(refusals))
 
     def _apply(self, conn: psycopg.Connection, due: _Due, survey: OutgoingSurvey,
                outcome: _Outcome) -> None:
@@ -245,14 +250,16 @@ class Dispatcher:
         elif outcome.kind == "unavailable":  # our side is broken, not this survey: no attempt used
             self._reschedule(conn, due, "60 seconds", attempts=due.attempts, error=outcome.error)
         elif outcome.kind == "transient":
-            self._retry_or_fail(conn, due, outcome.error or "")
+            self._retry_or_fail(conn, due, outcome.error or "", outcome.channel)
         else:
-            self._finish(conn, due, "failed", error=outcome.error or "", attempts=due.attempts + 1)
+            self._finish(conn, due, "failed", error=outcome.error or "", attempts=due.attempts + 1,
+                         channel=outcome.channel)
 
-    def _retry_or_fail(self, conn: psycopg.Connection, due: _Due, error: str) -> None:
+    def _retry_or_fail(self, conn: psycopg.Connection, due: _Due, error: str,
+                       channel: str | None = None) -> None:
         attempts = due.attempts + 1
         if attempts >= self.settings.send_attempts:
-            self._finish(conn, due, "failed", error=error, attempts=attempts)
+            self._finish(conn, due, "failed", error=error, attempts=attempts, channel=channel)
         else:
             self.stats.retried += 1
             delay = f"{min(3600, 30 * 2 ** (attempts - 1))} seconds"
@@ -267,6 +274,7 @@ class Dispatcher:
                 "WHERE closure_event_id = %s", (channel, language, due.closure_event_id))
         self.stats.sent += 1
         self.stats.by_channel[channel] = self.stats.by_channel.get(channel, 0) + 1
+        self.metrics.survey_sent(channel)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -292,7 +300,8 @@ class Dispatcher:
                 "WHERE closure_event_id = %s", (delay, attempts, error, due.closure_event_id))
 
     def _finish(self, conn: psycopg.Connection, due: _Due, status: str, error: str,
-                attempts: int | None = None) -> None:
+                attempts: int | None = None, channel: str | None = None) -> None:
+        """Settle a survey as ``failed`` (``channel``: the last one tried) or ``no_contact``."""
         with conn.transaction():
             conn.execute(
                 "UPDATE survey_dispatch SET status = %s, last_error = %s, attempts = %s, "
@@ -301,7 +310,9 @@ class Dispatcher:
                  due.closure_event_id))
         if status == "failed":
             self.stats.failed += 1
+            self.metrics.survey_failed(channel)
             log.error("survey for closure %s failed: %s", due.closure_event_id, error,
                       extra={"request_id": due.request_id})
         else:
             self.stats.no_contact += 1
+            self.metrics.survey_no_contact()

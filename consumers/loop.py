@@ -26,6 +26,7 @@ from confluent_kafka import TopicPartition as KafkaTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from consumers.dlq import dead_letter
+from nyc311.metrics import Metrics
 from nyc311.settings import Settings
 from producers.producer import DeliveryError, EventProducer
 from schemas.serde import DecodeError
@@ -66,7 +67,7 @@ class Handler(Protocol):
 
 @dataclass
 class LoopStats:
-    """Counters a consumer exposes (logs now, Prometheus metrics later)."""
+    """Counters of one run, for its summary line (Prometheus gets them via nyc311.metrics)."""
 
     records: int = 0
     batches: int = 0
@@ -91,11 +92,16 @@ class Backoff:
 class ConsumeLoop:
     def __init__(self, settings: Settings, group_id: str, handler: Handler,
                  consumer_config: dict[str, Any] | None = None,
-                 dlq_producer: EventProducer | None = None) -> None:
+                 dlq_producer: EventProducer | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.group_id = settings.group(group_id)
         self.handler = handler
         self.stats = LoopStats()
+        # service label: the contract group name without its "nyc311-" (projector, dispatcher…)
+        self.metrics = metrics or Metrics(group_id.removeprefix("nyc311-"))
+        self._db_error: str | None = None  # the last database operation's transient error
+        self._refused: list[Message] = []  # records the database refused in the batch in hand
         self.running = True
         self._consumer_config = settings.kafka_config(**{
             "group.id": self.group_id,
@@ -127,6 +133,20 @@ class ConsumeLoop:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def is_ready(self) -> tuple[bool, str]:
+        """Ready: consuming, partitions assigned, and the last database operation succeeded;
+        else False and why. Cheap and safe from another thread (the metrics server's)."""
+        if self._consumer is None:
+            return False, "not consuming"
+        if not self.running:
+            return False, "stopping"
+        assigned = len(self.stats.assigned)
+        if not assigned:
+            return False, "no partitions assigned"
+        if self._db_error is not None:
+            return False, f"database unavailable: {self._db_error}"
+        return True, f"{assigned} partitions assigned"
+
     def run(self, until_caught_up: bool = False, max_seconds: float | None = None,
             on_batch: Callable[[ConsumeLoop], None] | None = None,
             on_tick: Callable[[psycopg.Connection], bool] | None = None) -> LoopStats:
@@ -140,6 +160,7 @@ class ConsumeLoop:
         consumer = self._consumer = Consumer(self._consumer_config)
         consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.metrics.consuming(self.handler.topics)
         try:
             while self.running:
                 if deadline is not None and time.monotonic() > deadline:
@@ -212,6 +233,7 @@ class ConsumeLoop:
     # -- one batch -------------------------------------------------------------------------------
 
     def _process(self, messages: list[Message]) -> None:
+        started = time.monotonic()
         items: list[Item] = []
         poison: list[tuple[Message, BaseException]] = []
         ends: dict[TP, int] = {}
@@ -237,6 +259,11 @@ class ConsumeLoop:
         self.stats.records += len(items)
         self.stats.batches += 1
         self.stats.last_commit = time.time()
+        self.metrics.batch_committed(
+            decoded=[str(item.msg.topic()) for item in items],
+            invalid=[str(msg.topic()) for msg, _ in poison],
+            refused=[str(msg.topic()) for msg in self._refused],
+            seconds=time.monotonic() - started, at=self.stats.last_commit)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -258,9 +285,11 @@ class ConsumeLoop:
                     raise Abandoned("stopped while the DLQ was unavailable") from exc
                 self._wait(backoff.next())
         self.stats.dead_lettered += len(failures)
+        self.metrics.dead_lettered([str(msg.topic()) for msg, _ in failures])
 
     def _write(self, items: list[Item], ends: dict[TP, int]) -> None:
         def transaction(conn: psycopg.Connection) -> None:
+            self._refused = []
             try:
                 with conn.transaction():
                     self.handler.write(conn, items)
@@ -286,6 +315,7 @@ class ConsumeLoop:
                     if is_transient(exc):
                         raise
                     refused.append((item.msg, exc))
+            self._refused = [msg for msg, _ in refused]
             if refused:
                 self._dead_letter(refused)
             offset_store.store(conn, self.group_id, ends)
@@ -308,11 +338,15 @@ class ConsumeLoop:
         backoff = Backoff()
         while True:
             try:
-                return work(self._connection())
+                result = work(self._connection())
+                self._db_error = None
+                return result
             except (psycopg.Error, OSError) as exc:
                 if not is_transient(exc):
                     raise
                 self.stats.db_retries += 1
+                self.metrics.db_retry()
+                self._db_error = str(exc).strip()[:200] or type(exc).__name__
                 log.warning("database unavailable (%s), retry %d", str(exc).strip()[:200],
                             backoff.attempt + 1)
                 if self._conn is not None:
@@ -381,10 +415,14 @@ class ConsumeLoop:
             return False
         try:
             ends = log_end_offsets(self._admin(), [(tp.topic, tp.partition) for tp in assignment])
+            # the consumer's own position also counts what it skips without handing it over
+            # (transaction markers: a topic a transactional producer wrote ends with one)
+            skipped = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}
         except KafkaException as exc:  # leader moving, broker restarting: ask again later
             log.info("log-end offsets unavailable: %s", exc)
             return False
-        return all(self._positions.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+        return all(max(self._positions.get(tp, 0), skipped.get(tp, 0)) >= end
+                   for tp, end in ends.items() if end > 0)
 
     def _admin(self) -> AdminClient:
         if self._admin_client is None:

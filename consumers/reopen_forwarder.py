@@ -21,6 +21,7 @@ import psycopg
 from confluent_kafka import Message
 
 from consumers.loop import Item
+from nyc311.metrics import Metrics
 from nyc311.settings import Settings
 from producers.producer import EventProducer
 from schemas.serde import Serde
@@ -59,12 +60,13 @@ class ReopenForwarder:
     """Consume-loop handler (queue) plus :meth:`tick` (forward)."""
 
     def __init__(self, settings: Settings, producer: EventProducer | None = None,
-                 serde: Serde | None = None) -> None:
+                 serde: Serde | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.serde = serde or Serde()
         self.producer = producer or EventProducer(settings)
         self.topics: Sequence[str] = [settings.topic("nyc311.survey-answered")]
         self.stats = ForwardStats()
+        self.metrics = metrics or Metrics("reopen-forwarder")
 
     def setup(self, conn: psycopg.Connection) -> None:
         pass
@@ -99,5 +101,6 @@ class ReopenForwarder:
                 "WHERE r.request_id = reopen_forwards.request_id "
                 "AND reopen_forwards.survey_id = ANY(%s)", ([row[0] for row in due],))
         self.stats.forwarded += len(due)
+        self.metrics.reopen_forwarded(len(due))
         log.info("forwarded %d reopen request(s)", len(due))
         return len(due) == BATCH

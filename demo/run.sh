@@ -78,6 +78,9 @@ step "project the answers, forward the reopen requests"
 $BIN/nyc311 run projector --until-caught-up --max-seconds 600
 $BIN/nyc311 run reopen-forwarder --until-caught-up --max-seconds 600
 
+step "consumer lag: every group should be OK, with no lag left"
+$BIN/nyc311 lag
+
 step "what is in PostgreSQL now"
 $BIN/nyc311 db summary
 

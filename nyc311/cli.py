@@ -9,11 +9,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nyc311.settings import DOCUMENTED, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from nyc311.metrics import Metrics
 
 log = logging.getLogger("nyc311")
 
@@ -241,6 +244,42 @@ def publish(obj: _Context, month: str, out: str, as_of: datetime | None) -> None
     click.echo(summary)
 
 
+# -- operations -----------------------------------------------------------------------------------
+
+
+@main.command("lag")
+@click.option("--group", "groups", multiple=True,
+              help="A consumer group id as Kafka knows it (repeatable). Default: every group "
+                   "whose name starts with NYC311_TOPIC_PREFIX (all groups without a prefix).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output (with --watch: one JSON object per line).")
+@click.option("--watch", is_flag=True, help="Keep sampling and redraw until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between samples.")
+@click.option("--window", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Samples a status is judged over (Burrow's sliding window).")
+@pass_ctx
+def lag(obj: _Context, groups: tuple[str, ...], as_json: bool, watch: bool, interval: float,
+        window: int) -> None:
+    """Lag and status of every consumer group: does each consumer keep up?
+
+    Per partition: Kafka's committed offset, the log-end offset and the lag, as
+    kafka-consumer-groups --describe prints them ("-": no committed offset), the age in seconds
+    of the oldest unconsumed record, and a status after LinkedIn Burrow's rules: OK, WARN (lag
+    not shrinking while offsets move), STALL (a consumer owns it, offset stuck, lag > 0), STOP
+    (nobody owns it, offset stuck, lag > 0), ERR (committed beyond the log end, offset moved
+    back, group missing). A group's status is its worst partition's. A one-shot run takes
+    --window samples --interval seconds apart (default 3 samples 1 s apart, about 2 s) to judge
+    movement; exit status 1 when a --group does not exist.
+    """
+    from nyc311.lag_report import LagError, run_lag
+
+    try:
+        sys.exit(run_lag(obj.settings, groups, as_json, watch, interval, window, click.echo))
+    except LagError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 # -- consumers ------------------------------------------------------------------------------------
 
 
@@ -249,19 +288,39 @@ def run() -> None:
     """Run a long-lived service (stops cleanly on SIGTERM or Ctrl-C)."""
 
 
+def _metrics_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+        envvar="NYC311_METRICS_PORT", show_envvar=True,
+        help="Serve Prometheus /metrics and /healthz (200 when ready, else 503 and why) on "
+             "this port, all interfaces; 0: off.")(func)
+
+
+def _serve_metrics(port: int, health: Callable[[], tuple[bool, str]], metrics: Metrics) -> None:
+    """Start the metrics server for the life of the process, if a port was given."""
+    if port:
+        from nyc311.metrics import serve_metrics
+
+        try:
+            serve_metrics(port, health, metrics)
+        except OSError as exc:
+            raise click.ClickException(f"--metrics-port {port}: {exc.strerror or exc}") from None
+
+
 def _consumer_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--until-caught-up", is_flag=True,
         help="Stop once every assigned partition has no lag (batch jobs, demos).")(func)
     func = click.option("--max-seconds", type=float, default=None,
                         help="Stop after this many seconds at the latest.")(func)
-    return func
+    return _metrics_option(func)
 
 
 @run.command("projector")
 @_consumer_options
 @pass_ctx
-def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | None) -> None:
+def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | None,
+                  metrics_port: int) -> None:
     """Project request and survey events into PostgreSQL (group nyc311-projector)."""
     from consumers.loop import ConsumeLoop
     from consumers.projector import GROUP_ID, Projector
@@ -271,6 +330,7 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
     ensure_topics(settings, all_topics(settings))
     loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
     loop.install_signal_handlers()
+    _serve_metrics(metrics_port, loop.is_ready, loop.metrics)
     stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     click.echo(f"projector: {stats.records:,} records in {stats.batches:,} batches, "
                f"{stats.dead_lettered:,} dead-lettered")
@@ -279,7 +339,8 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
 @run.command("dispatcher")
 @_consumer_options
 @pass_ctx
-def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | None) -> None:
+def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | None,
+                   metrics_port: int) -> None:
     """Send a survey for every closure of a request with a contact (group nyc311-dispatcher).
 
     Email goes through SMTP_HOST, SMS through Amazon SNS (SMS_PROVIDER); the link points at
@@ -300,8 +361,9 @@ def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | No
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     ensure_topics(settings, all_topics(settings))
-    loop = ConsumeLoop(settings, GROUP_ID, dispatcher)
+    loop = ConsumeLoop(settings, GROUP_ID, dispatcher, metrics=dispatcher.metrics)
     loop.install_signal_handlers()
+    _serve_metrics(metrics_port, loop.is_ready, loop.metrics)
     try:
         loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds,
                  on_tick=dispatcher.tick)
@@ -317,7 +379,8 @@ def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | No
 @run.command("reopen-forwarder")
 @_consumer_options
 @pass_ctx
-def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: float | None) -> None:
+def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: float | None,
+                         metrics_port: int) -> None:
     """Forward every answer that asks for a reopen to nyc311.reopen-requested, keyed by agency."""
     from consumers.loop import ConsumeLoop
     from consumers.reopen_forwarder import GROUP_ID, ReopenForwarder
@@ -326,8 +389,9 @@ def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: floa
     settings = obj.settings
     ensure_topics(settings, all_topics(settings))
     forwarder = ReopenForwarder(settings)
-    loop = ConsumeLoop(settings, GROUP_ID, forwarder)
+    loop = ConsumeLoop(settings, GROUP_ID, forwarder, metrics=forwarder.metrics)
     loop.install_signal_handlers()
+    _serve_metrics(metrics_port, loop.is_ready, loop.metrics)
     loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds, on_tick=forwarder.tick)
     click.echo(f"reopen forwarder: {forwarder.stats.forwarded:,} reopen requests forwarded")
 
@@ -340,8 +404,10 @@ def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: floa
                    "NYC311_PUBLISH_AT).")
 @click.option("--out", default=None,
               help="A folder or s3://bucket/prefix (default: NYC311_PUBLISH_TARGET).")
+@_metrics_option
 @pass_ctx
-def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | None) -> None:
+def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | None,
+                   metrics_port: int) -> None:
     """Publish the preceding month on the 1st of every month (New York time).
 
     On start it catches up on any month that came due while it was down; then it sleeps until
@@ -351,6 +417,13 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
     import threading
     from datetime import time as time_of_day
 
+    from nyc311.metrics import (
+        PUBLISH_FAILED,
+        PUBLISHED_NEW,
+        PUBLISHED_UNCHANGED,
+        Metrics,
+        database_health,
+    )
     from reports.output import write_site
     from reports.publish import publish_month, published_months
     from reports.schedule import preceding_month, run_scheduler
@@ -364,11 +437,19 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
     except ValueError:
         raise click.BadParameter("expected HH:MM", param_hint="--at") from None
 
+    metrics = Metrics("aggregator")
+    _serve_metrics(metrics_port, lambda: database_health(settings), metrics)
+
     def publish_one(month: str) -> None:
-        with connection(settings) as conn:
-            conn.autocommit = True
-            pub, new = publish_month(conn, month)
-            summary = write_site(settings, conn, target)
+        try:
+            with connection(settings) as conn:
+                conn.autocommit = True
+                pub, new = publish_month(conn, month)
+                summary = write_site(settings, conn, target)
+        except Exception:
+            metrics.publication(PUBLISH_FAILED)
+            raise
+        metrics.publication(PUBLISHED_NEW if new else PUBLISHED_UNCHANGED)
         log.info("published %s revision %d (%s); %s", month, pub.revision,
                  "new" if new else "unchanged", summary, extra={"month": month})
 
@@ -381,6 +462,135 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     run_scheduler(publish_one, at, stop=stop, last_published=done[0] if done else None)
+
+
+@run.command("lag-exporter")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port of /metrics and /healthz (0: any free port).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              help="Seconds between samples.")
+@click.option("--window", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Samples a status is judged over (Burrow's sliding window).")
+@click.option("--group", "groups", multiple=True,
+              help="Only this consumer group (repeatable; a missing one reports ERR). Default: "
+                   "every group whose name starts with NYC311_TOPIC_PREFIX.")
+@click.option("--cluster-name", envvar="NYC311_KAFKA_CLUSTER_NAME", show_envvar=True,
+              help="Value of the cluster_name label (default: the bootstrap servers).")
+@pass_ctx
+def run_lag_exporter(obj: _Context, host: str, port: int, interval: float, window: int,
+                     groups: tuple[str, ...], cluster_name: str | None) -> None:
+    """Serve consumer lag as Prometheus metrics (kafka-lag-exporter's names and labels).
+
+    kafka_consumergroup_group_offset, _lag, _lag_seconds, _max_lag, _max_lag_seconds, _sum_lag,
+    _topic_sum_lag, kafka_partition_latest_offset and _earliest_offset, plus
+    nyc311_consumergroup_status per group (0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERR; see `nyc311
+    lag --help`). /healthz is 503 when no sample succeeded lately. Stops cleanly on SIGTERM.
+    """
+    from nyc311.lag_exporter import LagExporter, serve
+
+    try:
+        exporter = LagExporter(obj.settings, host, port, interval, window, groups, cluster_name)
+    except OSError as exc:
+        raise click.ClickException(f"--port {port}: {exc.strerror or exc}") from None
+    serve(exporter)
+
+
+# -- operator tools -------------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues (<topic>.dlq): list them, replay them after a fix."""
+
+
+@dlq.command("list")
+@click.option("--topic", default=None,
+              help="Only this topic's DLQ (e.g. nyc311.request-created); default: all.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Show at most N records.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_ctx
+def dlq_list(obj: _Context, topic: str | None, limit: int | None, as_json: bool) -> None:
+    """Show dead letters: where each came from (topic, partition, offset), its error class and
+    message, when it failed, and its key. Reads from the beginning; commits nothing."""
+    import json
+
+    from consumers.dlq_tools import DlqError, list_dead_letters
+
+    count = 0
+    try:
+        for letter in list_dead_letters(obj.settings, topic, limit):
+            click.echo(json.dumps(letter.as_json(), ensure_ascii=False) if as_json
+                       else letter.render())
+            count += 1
+    except DlqError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not as_json:
+        click.echo(f"{count:,} dead letter(s)", err=True)
+
+
+@dlq.command("replay")
+@click.option("--topic", required=True,
+              help="Replay this topic's DLQ (e.g. nyc311.request-created).")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
+@click.option("--where-error-class", "error_classes", multiple=True, metavar="CLASS",
+              help="Only dead letters of this error class (e.g. ValidationError); repeatable.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Replay at most N records.")
+@pass_ctx
+def dlq_replay(obj: _Context, topic: str, dry_run: bool, error_classes: tuple[str, ...],
+               limit: int | None) -> None:
+    """Send dead letters back to their source topic (original key, value and headers), once
+    each, for the consumers to process again after a fix.
+
+    What was replayed is remembered (topic nyc311.dlq-replays, written in the same Kafka
+    transaction as the records; consumer group nyc311-dlq-replay keeps the position), so a
+    second run, or a run after a crash, replays nothing twice. A record that fails again is
+    dead-lettered again, with new headers and a replay_of header.
+    """
+    from consumers.dlq_tools import DlqError, replay
+
+    try:
+        result = replay(obj.settings, topic, error_classes=error_classes, limit=limit,
+                        dry_run=dry_run)
+    except DlqError as exc:
+        raise click.ClickException(str(exc)) from None
+    for letter in result.records:
+        click.echo(letter.render())
+    click.echo(result.render())
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0), default=600, show_default=True,
+              help="Seconds to wait, once caught up, for the live projector to stop.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@pass_ctx
+def rebuild(obj: _Context, yes: bool, wait_seconds: float, progress: bool) -> None:
+    """Rebuild the projection from the topics' full history and switch over to it.
+
+    The projection is rebuilt into a fresh schema (<schema>_rebuild_<timestamp>) while the live
+    projector keeps running. The live projector must be STOPPED for the switch: once caught up,
+    the rebuild waits (--wait) until group nyc311-projector has no member, then in one
+    transaction renames the live schema to <schema>_old_<timestamp> and the new one to the live
+    name, moving the survey tables (survey_dispatch, survey_submissions, reopen_forwards) and
+    the other services' offsets across unchanged. Start the projector again afterwards: it
+    resumes where the rebuild stopped. The dispatcher, reopen forwarder and survey page may keep
+    running. The published schema is not touched. The old schema is kept until you drop it.
+    """
+    from storage.rebuild import RebuildError
+    from storage.rebuild import rebuild as run_rebuild
+
+    settings = obj.settings
+    if not yes:
+        click.confirm(f"Rebuild schema {settings.db_schema!r} from Kafka and switch over to it?",
+                      abort=True)
+    try:
+        result = run_rebuild(settings, progress=progress, wait_seconds=wait_seconds,
+                             install_signal_handlers=True)
+    except RebuildError as exc:
+        raise click.ClickException(f"{exc}; schema {settings.db_schema!r} is unchanged") from None
+    click.echo(result.render())
 
 
 @main.command("survey-web")

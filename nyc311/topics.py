@@ -48,8 +48,12 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int | None 
     if not missing:
         return []
     count = partitions or default_partitions()
+    # Kept forever: a rebuild replays the topics' whole history, and a dead letter waits for
+    # its replay however long the fix takes.
+    config = {"retention.ms": "-1"}
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=count, replication_factor=replication_factor) for t in missing],
+        [NewTopic(t, num_partitions=count, replication_factor=replication_factor, config=config)
+         for t in missing],
         operation_timeout=timeout,
     )
     created = []

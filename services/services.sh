@@ -22,6 +22,13 @@
 #   NYC311_KAFKA_PORT              broker port (default 19092)
 #   NYC311_KAFKA_CONTROLLER_PORT   KRaft controller port (default 19093)
 #   NYC311_PG_PORT                 PostgreSQL port (default 55432)
+#   NYC311_SERVICES_DIR            state directory: Kafka data, logs and pid, the PostgreSQL data
+#                                  (or a link to it), the lock (default .services). Another
+#                                  directory and other ports give a second, independent instance
+#                                  that can be stopped and restarted without touching the first.
+#   NYC311_ENV_OUT                 the env file `up` writes and `down` removes (default
+#                                  .env.services; with NYC311_SERVICES_DIR set, .env.services
+#                                  inside that directory)
 #   NYC311_CACHE_DIR               jar cache (default ${XDG_CACHE_HOME:-~/.cache}/nyc311)
 #   NYC311_KAFKA_HEAP_OPTS         broker JVM heap (default "-Xms512m -Xmx2g")
 #   NYC311_START_TIMEOUT           seconds to wait for a server to answer (default 90)
@@ -33,8 +40,14 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
-STATE_DIR="$REPO_ROOT/.services"
-ENV_FILE="$REPO_ROOT/.env.services"
+STATE_DIR=${NYC311_SERVICES_DIR:-$REPO_ROOT/.services}
+[[ $STATE_DIR == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
+# A second instance never overwrites the default instance's .env.services unless told to.
+if [[ -n ${NYC311_SERVICES_DIR:-} ]]; then
+    ENV_FILE=${NYC311_ENV_OUT:-$STATE_DIR/.env.services}
+else
+    ENV_FILE=${NYC311_ENV_OUT:-$REPO_ROOT/.env.services}
+fi
 
 KAFKA_PORT=${NYC311_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${NYC311_KAFKA_CONTROLLER_PORT:-19093}
@@ -369,7 +382,10 @@ kafka_tool() {
 # initdb refuses to run as root, so as root the server runs as the `postgres` system user and
 # its files live where that user can reach them whatever the checkout path is.
 PG_OS_USER=$(if is_root; then echo postgres; else id -un; fi)
-REPO_HASH=$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)
+# The default instance keeps the name it always had (a hash of the checkout path); another state
+# directory gets a cluster of its own.
+if [[ $STATE_DIR == "$REPO_ROOT/.services" ]]; then HASHED=$REPO_ROOT; else HASHED=$STATE_DIR; fi
+REPO_HASH=$(printf '%s' "$HASHED" | sha256sum | cut -c1-12)
 
 pg_root() {
     local local_root="$STATE_DIR/postgres"
@@ -618,6 +634,7 @@ pg_status() {
 both_env_set() { [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} && -n ${DATABASE_URL:-} ]]; }
 
 write_env_file() {
+    mkdir -p "$(dirname "$ENV_FILE")"
     cat >"$ENV_FILE.tmp" <<EOF
 # Written by services/services.sh up; removed by services/services.sh down.
 # Variables set in the environment take precedence over this file.

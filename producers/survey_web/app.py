@@ -8,6 +8,10 @@ is in the signed link.
 Every outcome is a page in the person's language, never a stack trace: a forged or altered
 link (400), an expired one (410), an answered survey, a form to fix (400), Kafka or PostgreSQL
 unavailable (503, nothing recorded, the form kept so it can be sent again).
+
+``/metrics`` counts the answers by outcome (``nyc311_survey_answers_total``) and the error
+pages (``nyc311_server_errors_total``) for Prometheus; ``/healthz`` and ``nyc311_ready`` say
+whether PostgreSQL answers. Neither carries a token or any personal data.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -28,6 +33,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from nyc311.i18n import best_language, match_language, resolve_language
+from nyc311.metrics import (
+    ANSWER_ALREADY_ANSWERED,
+    ANSWER_INVALID,
+    ANSWER_NOT_RECORDED,
+    ANSWER_RECORDED,
+    Metrics,
+    database_health,
+)
 from nyc311.settings import Settings
 from nyc311.tokens import SurveyClaim, TokenError, TokenExpired, read_token
 from producers.producer import EventProducer
@@ -80,8 +93,9 @@ async def _read_form(request: Request) -> dict[str, str]:
 class SurveyPages:
     """The routes, with the settings and the recorder they share."""
 
-    def __init__(self, settings: Settings, recorder: AnswerRecorder) -> None:
+    def __init__(self, settings: Settings, recorder: AnswerRecorder, metrics: Metrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.secret = settings.require_survey_secret()
         self.max_age = settings.survey_token_days * 86_400
         self.recorder = recorder
@@ -118,6 +132,11 @@ class SurveyPages:
             return PlainTextResponse("database unavailable\n", status_code=503)
         return PlainTextResponse("ok\n")
 
+    async def metrics_page(self, request: Request) -> Response:
+        # off the event loop: nyc311_ready asks PostgreSQL, like /healthz
+        body = await run_in_threadpool(self.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     async def survey(self, request: Request) -> Response:
         token = request.path_params["token"]
         try:
@@ -147,21 +166,27 @@ class SurveyPages:
         try:
             fields = await _read_form(request)
         except _TooLarge:
+            self.metrics.survey_answer(ANSWER_INVALID)
             return survey_form(self.language(request, claim.language), claim.request_id,
                                problem=TOO_LONG, status_code=413)
         except _Unreadable:
+            self.metrics.survey_answer(ANSWER_INVALID)
             return survey_form(self.language(request, claim.language), claim.request_id,
                                problem=UNREADABLE, status_code=400)
         language = match_language(fields.get("lang")) or self.language(request, claim.language)
         answer = read_answer(fields)
         if answer.problem is not None:
+            self.metrics.survey_answer(ANSWER_INVALID)
             return survey_form(language, claim.request_id, answer, answer.problem, 400)
         try:
             outcome = await run_in_threadpool(self.recorder.record, claim, language, answer)
         except NotRecorded:
+            self.metrics.survey_answer(ANSWER_NOT_RECORDED)
             return survey_form(language, claim.request_id, answer, UNAVAILABLE, 503)
         if outcome.already_answered:
+            self.metrics.survey_answer(ANSWER_ALREADY_ANSWERED)
             return notice("answered", language, 409)
+        self.metrics.survey_answer(ANSWER_RECORDED)
         return render("thanks.html", language, request_id=claim.request_id,
                       reopen=answer.reopen)
 
@@ -172,6 +197,7 @@ class SurveyPages:
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # Starlette logs the exception after this page is sent; the person sees no detail.
+        self.metrics.server_error()
         return notice("error", self.language(request), 500)
 
 
@@ -183,13 +209,17 @@ class _SurveyApp(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings, producer: EventProducer | None = None) -> Starlette:
-    """The survey page. Without ``producer`` the app makes its own and flushes it on shutdown.
+def create_app(settings: Settings, producer: EventProducer | None = None,
+               metrics: Metrics | None = None) -> Starlette:
+    """The survey page. Without ``producer`` the app makes its own and flushes it on shutdown;
+    without ``metrics`` it counts in the process registry, as service ``survey-web``.
 
     Raises :class:`~nyc311.settings.SettingsError` when ``NYC311_SURVEY_SECRET`` is not set.
     """
     recorder = AnswerRecorder(settings, producer)
-    pages = SurveyPages(settings, recorder)
+    metrics = metrics or Metrics("survey-web")
+    metrics.watch(lambda: database_health(settings))
+    pages = SurveyPages(settings, recorder, metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -200,6 +230,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> Sta
         routes=[
             Route("/", pages.landing, methods=["GET"]),
             Route("/healthz", pages.healthz, methods=["GET"]),
+            Route("/metrics", pages.metrics_page, methods=["GET"]),
             Route("/survey/{token}", pages.survey, methods=["GET", "POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         ],

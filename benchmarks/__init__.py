@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline against the limits of the machine it runs on (``make bench``)."""
