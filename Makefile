@@ -12,8 +12,9 @@ DEMO_SEED ?= 311
 # auto: testcontainers when a Docker engine answers, else the local services; or `local` / `docker`
 NYC311_TEST_BACKEND ?= auto
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install services-up services-down services-status browser lint test test-unit demo clean
+.PHONY: help install services-up services-down services-status browser lint test test-unit demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,6 +59,9 @@ test: $(STAMP) lint browser  ## the whole suite against real Kafka and PostgreSQ
 
 demo: services-up  ## the main job end to end on a simulated month (surveys sent and answered)
 	DEMO_MONTH=$(DEMO_MONTH) DEMO_REQUESTS=$(DEMO_REQUESTS) DEMO_SEED=$(DEMO_SEED) bash demo/run.sh
+
+bench: services-up  ## benchmark a NYC-scale month against the machine's limits; writes benchmarks/RESULTS.md (BENCH_ARGS=…)
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 clean:  ## remove the venv and caches (not the services' data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
