@@ -79,7 +79,7 @@ $BIN/nyc311 run projector --until-caught-up --max-seconds 600
 $BIN/nyc311 run reopen-forwarder --until-caught-up --max-seconds 600
 
 step "consumer lag: every group should be OK, with no lag left"
-$BIN/nyc311 lag
+$BIN/nyc311 lag --group nyc311-projector --group nyc311-dispatcher --group nyc311-reopen-forwarder
 
 step "what is in PostgreSQL now"
 $BIN/nyc311 db summary
