@@ -44,9 +44,8 @@ What the switch carries over, and why:
   by name through ``search_path`` (PostgreSQL re-resolves names after the rename, prepared
   statements included).
 - **The published schema** is untouched: it is shared by every projection schema in the
-  database and holds what was published, not a projection. Its migration (0003) creates it
-  unconditionally, so the fresh schema records that revision as applied instead of running it
-  again.
+  database and holds what was published, not a projection; its migration (0003) creates it
+  only where it is missing.
 - **The DLQ**: records the live projector dead-lettered fail again in the rebuild and are
   dead-lettered again (``consumer_group`` says the rebuild's group). ``nyc311 dlq replay``
   replays a source record once however often the DLQ holds it.
@@ -70,17 +69,14 @@ from types import FrameType
 from typing import Any, TextIO
 
 import psycopg
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from psycopg import sql
 
 from nyc311.settings import Settings
-from storage.db import connect, engine, is_transient
-from storage.migrate import MIGRATIONS, current_revision, head_revision, upgrade
+from storage.db import connect, is_transient
+from storage.migrate import current_revision, head_revision, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +87,6 @@ OFFSETS_TABLE = "consumer_offsets"
 VERSION_TABLE = "alembic_version"
 # Revisions that create objects in a schema shared by every projection schema of the database;
 # where those objects exist, a fresh schema records the revision instead of running it.
-SHARED_REVISIONS = {"0003": ("published", "revisions")}
 SWITCH_LOCK_TIMEOUT = "60s"
 MAX_IDENTIFIER = 63
 
@@ -126,43 +121,10 @@ class RebuildResult:
 # -- migrating a fresh schema ---------------------------------------------------------------------
 
 
-def _alembic_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
-def _shared_objects_exist(conn: psycopg.Connection, schema: str, table: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
-    return row is not None and row[0] is not None
-
-
 def migrate_fresh(settings: Settings, schema: str) -> None:
-    """Migrate a new projection schema beside an existing one, revision by revision."""
-    config = _alembic_config()
-    revisions = list(reversed(list(ScriptDirectory.from_config(config).walk_revisions())))
-    for rev in revisions:
-        shared = SHARED_REVISIONS.get(rev.revision)
-        if shared is not None:
-            with connect(settings) as conn:
-                exists = _shared_objects_exist(conn, *shared)
-            if exists:
-                _stamp(settings, schema, rev.revision)
-                continue
-        upgrade(settings, rev.revision, schema=schema)
-
-
-def _stamp(settings: Settings, schema: str, revision: str) -> None:
-    config = _alembic_config()
-    eng = engine(settings, schema=schema)
-    try:
-        with eng.connect() as conn:
-            config.attributes["connection"] = conn
-            config.attributes["schema"] = schema
-            command.stamp(config, revision)
-            conn.commit()
-    finally:
-        eng.dispose()
+    """Migrate a new projection schema beside an existing one (the shared ``published`` schema
+    is left as it is: its migration creates it only where it is missing)."""
+    upgrade(settings, schema=schema)
 
 
 # -- Kafka ----------------------------------------------------------------------------------------

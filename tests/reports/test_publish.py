@@ -173,3 +173,15 @@ def test_the_analyst_role_reads_the_published_tables_and_nothing_else(settings, 
                 analyst.execute("DELETE FROM published.closure_rates")
     finally:
         fixture.execute(f"DROP ROLE {login}")
+
+
+def test_a_second_projection_schema_migrates_beside_the_published_one(settings, db):
+    from dataclasses import replace
+
+    from storage.migrate import current_revision, head_revision, upgrade
+
+    assert upgrade(replace(settings, db_schema="nyc311_second")) == head_revision()
+    assert current_revision(settings, schema="nyc311_second") == head_revision()
+    tables = {t for (t,) in db.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'nyc311_second'")}
+    assert {"requests", "closures", "survey_dispatch", "consumer_offsets"} <= tables

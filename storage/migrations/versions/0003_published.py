@@ -30,6 +30,10 @@ def _counts(*names: str) -> list[sa.Column]:
 
 
 def upgrade() -> None:
+    # `published` is one per database, shared by every projection schema in it (a rebuild
+    # migrates a second one beside the live one): create it only where it is not there yet.
+    if sa.inspect(op.get_bind()).has_table("revisions", schema=SCHEMA):
+        return
     op.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     op.create_table(
         "revisions",
