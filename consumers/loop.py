@@ -275,8 +275,13 @@ class ConsumeLoop:
 
     def _dead_letter(self, failures: list[tuple[Message, BaseException]]) -> None:
         for msg, exc in failures:
+            key = msg.key()
             log.warning("dead-lettering %s[%s]@%s: %s", msg.topic(), msg.partition(),
-                        msg.offset(), exc)
+                        msg.offset(), exc, extra={
+                            "topic": msg.topic(), "partition": msg.partition(),
+                            "offset": msg.offset(), "error_class": type(exc).__name__,
+                            # every topic but reopen-requested is keyed by request id
+                            "key": key.decode("utf-8", "replace") if key else None})
         backoff = Backoff()
         while True:
             try:
