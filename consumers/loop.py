@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
@@ -38,13 +38,24 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 
+TUNING: dict[str, Any] = {
+    # small fetches and a bounded local queue keep memory flat with topic size (librdkafka
+    # holds what it prefetched); throughput is the same, see benchmarks/README.md
+    "fetch.max.bytes": 4 * 1024 * 1024,
+    "max.partition.fetch.bytes": 1024 * 1024,
+    "queued.max.messages.kbytes": 8192,
+    # a member learns of a rebalance at its next heartbeat: with librdkafka's 3 s, a worker
+    # joining the group waited up to 3 s for the others to give up partitions
+    "heartbeat.interval.ms": 500,
+}
+
+
 class Abandoned(RuntimeError):
     """The loop was stopped before the batch in hand could be written; it will be read again."""
 
 
-@dataclass(frozen=True)
-class Item:
-    """A decoded record and the Kafka message it came from."""
+class Item(NamedTuple):
+    """A decoded record and the Kafka message it came from (a tuple: one is made per record)."""
 
     msg: Message
     value: Any
@@ -103,19 +114,16 @@ class ConsumeLoop:
         self._db_error: str | None = None  # the last database operation's transient error
         self._refused: list[Message] = []  # records the database refused in the batch in hand
         self.running = True
-        self._consumer_config = settings.kafka_config(**{
+        self._consumer_config = {
+            **TUNING,  # defaults: KAFKA_<NAME> in the environment overrides them
+            **settings.kafka_config(),
             "group.id": self.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
-            # small fetches and a bounded local queue keep memory flat with topic size (librdkafka
-            # holds what it prefetched); throughput is the same, see benchmarks/RESULTS.md
-            "fetch.max.bytes": 4 * 1024 * 1024,
-            "max.partition.fetch.bytes": 1024 * 1024,
-            "queued.max.messages.kbytes": 8192,
             **(consumer_config or {}),
-        })
+        }
         self._consumer: Consumer | None = None
         self._conn: psycopg.Connection | None = None
         self._dlq = dlq_producer or EventProducer(settings)
@@ -239,19 +247,21 @@ class ConsumeLoop:
         started = time.monotonic()
         items: list[Item] = []
         poison: list[tuple[Message, BaseException]] = []
-        ends: dict[TP, int] = {}
+        last: dict[tuple[Any, Any], int] = {}  # (topic, partition) -> last offset in the batch
+        decode, append = self.handler.decode, items.append
         for msg in messages:
             err = msg.error()
             if err is not None:
                 self._on_kafka_error(err)
                 continue
-            ends[(str(msg.topic()), int(msg.partition() or 0))] = int(msg.offset() or 0) + 1
+            last[(msg.topic(), msg.partition())] = msg.offset()  # type: ignore[assignment]
             try:
-                items.append(Item(msg, self.handler.decode(msg)))
+                append(Item(msg, decode(msg)))
             except DecodeError as exc:
                 poison.append((msg, exc))
-        if not ends:
+        if not last:
             return
+        ends: dict[TP, int] = {(str(t), int(p)): int(o) + 1 for (t, p), o in last.items()}
         if poison:
             self._dead_letter(poison)
         self._write(items, ends)

@@ -10,6 +10,12 @@ rules are commutative, so the tables end the same whatever the order or duplicat
 - closures: one row per RequestClosed ``event_id`` (a request may be closed more than once),
   kept even when the request's created event has not arrived yet;
 - surveys, survey_answers: the earliest ``(occurred_at, event_id)`` wins (one answer a survey).
+
+Records are decoded without Avro's logical types (``Serde(logical_types=False)``): event ids stay
+strings and ``occurred_at`` the milliseconds it is on the wire. The staging tables hold those
+milliseconds in a ``bigint`` column and the merge turns them into ``timestamptz``; PostgreSQL
+parses the uuids. A malformed uuid fails the batch's COPY, and the loop then writes the batch
+record by record and dead-letters that record alone.
 """
 
 from __future__ import annotations
@@ -34,12 +40,17 @@ class _Table:
     """A projection table: its staging copy and its merge statement."""
 
     def __init__(self, name: str, columns: Sequence[str], key: str, newest_wins: bool,
-                 version: str) -> None:
+                 version: str, millis: str) -> None:
         self.name, self.columns, self.key = name, tuple(columns), key
         cols = ", ".join(self.columns)
+        # the event's time arrives as milliseconds since the epoch; the merge converts it
+        select = ", ".join(f"to_timestamp({c}::float8 / 1000) AS {c}" if c == millis else c
+                           for c in self.columns)
         self.stage = f"_stage_{name}"
-        self.create_stage = (f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
-                             f"(LIKE {name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        self.create_stage = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
+            f"(LIKE {name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+            f"ALTER TABLE {self.stage} ALTER COLUMN {millis} TYPE bigint USING NULL")
         self.copy = f"COPY {self.stage} ({cols}) FROM STDIN"
         order = "DESC" if newest_wins else "ASC"
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c != key)
@@ -50,7 +61,7 @@ class _Table:
         )
         self.merge = (
             f"INSERT INTO {name} AS t ({cols}) "
-            f"SELECT DISTINCT ON ({key}) {cols} FROM {self.stage} "
+            f"SELECT DISTINCT ON ({key}) {select} FROM {self.stage} "
             f"ORDER BY {key}, {version or 'event_id'} {order}, event_id {order} "
             f"ON CONFLICT ({key}) {conflict}; "
             f"DELETE FROM {self.stage}"  # the one-by-one fallback writes many times per transaction
@@ -60,18 +71,19 @@ class _Table:
 REQUESTS = _Table("requests", ("request_id", "event_id", "created_at", "agency", "agency_name",
                                "complaint_type", "descriptor", "channel", "borough",
                                "incident_zip", "language", "has_contact"),
-                  key="request_id", newest_wins=True, version="created_at")
+                  key="request_id", newest_wins=True, version="created_at", millis="created_at")
 CONTACTS = _Table("contacts", ("request_id", "event_id", "created_at", "email", "phone"),
-                  key="request_id", newest_wins=True, version="created_at")
+                  key="request_id", newest_wins=True, version="created_at", millis="created_at")
 CLOSURES = _Table("closures", ("event_id", "request_id", "closed_at", "status",
                                "resolution_description"),
-                  key="event_id", newest_wins=True, version="")
+                  key="event_id", newest_wins=True, version="", millis="closed_at")
 SURVEYS = _Table("surveys", ("survey_id", "event_id", "request_id", "sent_at", "channel",
                              "language", "closure_event_id"),
-                 key="survey_id", newest_wins=False, version="sent_at")
+                 key="survey_id", newest_wins=False, version="sent_at", millis="sent_at")
 ANSWERS = _Table("survey_answers", ("survey_id", "event_id", "request_id", "answered_at",
                                     "language", "satisfaction", "reopen_requested", "feedback"),
-                 key="survey_id", newest_wins=False, version="answered_at")
+                 key="survey_id", newest_wins=False, version="answered_at",
+                 millis="answered_at")
 TABLES = (REQUESTS, CONTACTS, CLOSURES, SURVEYS, ANSWERS)
 
 
@@ -106,11 +118,11 @@ def _rows(name: str, r: dict[str, Any]) -> Rows:
 class Projector:
     """The projector's handler for :class:`consumers.loop.ConsumeLoop`."""
 
-    def __init__(self, settings: Settings, serde: Serde | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         resolver = registry_resolver(settings.schema_registry_url) \
             if settings.schema_registry_url else None
-        self.serde = serde or Serde(resolver)
+        self.serde = Serde(resolver, logical_types=False)
         self._names = {settings.topic(topic): event.name for topic, event in BY_TOPIC.items()
                        if event.name in PROJECTED_EVENTS}
         self.topics: Sequence[str] = sorted(self._names)

@@ -54,6 +54,8 @@ class _Context:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
+        self.log_level: str = "INFO"
+        self.log_format: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -85,8 +87,10 @@ def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> N
 
     from nyc311.logs import setup_logging
 
-    setup_logging((log_level or os.environ.get("NYC311_LOG_LEVEL") or "INFO").upper(), log_format)
-    ctx.ensure_object(_Context)
+    level = (log_level or os.environ.get("NYC311_LOG_LEVEL") or "INFO").upper()
+    setup_logging(level, log_format)
+    obj = ctx.ensure_object(_Context)
+    obj.log_level, obj.log_format = level, log_format  # for worker processes
 
 
 # -- database -------------------------------------------------------------------------------------
@@ -318,9 +322,14 @@ def _consumer_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @run.command("projector")
 @_consumer_options
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              envvar="NYC311_PROJECTOR_PROCESSES", show_envvar=True,
+              help="Worker processes, all members of the group, each projecting its share of "
+                   "the partitions: one per core catches up fastest. With --metrics-port P, "
+                   "worker i serves on P + i.")
 @pass_ctx
 def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | None,
-                  metrics_port: int) -> None:
+                  metrics_port: int, processes: int) -> None:
     """Project request and survey events into PostgreSQL (group nyc311-projector)."""
     from consumers.loop import ConsumeLoop
     from consumers.projector import GROUP_ID, Projector
@@ -328,6 +337,17 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
 
     settings = obj.settings
     ensure_topics(settings, all_topics(settings))
+    if processes > 1:
+        from consumers.workers import run_projector_processes
+
+        totals = run_projector_processes(
+            settings, processes, until_caught_up=until_caught_up, max_seconds=max_seconds,
+            metrics_port=metrics_port, log_level=obj.log_level, log_format=obj.log_format)
+        click.echo(f"projector: {totals.records:,} records in {totals.batches:,} batches, "
+                   f"{totals.dead_lettered:,} dead-lettered ({processes} processes)")
+        if totals.failed:
+            raise click.ClickException(f"{totals.failed} of {processes} workers failed")
+        return
     loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
     loop.install_signal_handlers()
     _serve_metrics(metrics_port, loop.is_ready, loop.metrics)

@@ -52,6 +52,8 @@ DOCUMENTED: dict[str, tuple[str | None, str]] = {
     "AWS_ENDPOINT_URL_SNS": ("", "SNS endpoint override (an SNS-compatible service)"),
     "NYC311_METRICS_PORT": ("0", "port of /metrics and /healthz for `nyc311 run ...` services "
                             "(0: off)"),
+    "NYC311_PROJECTOR_PROCESSES": ("1", "worker processes of `nyc311 run projector` (one per core "
+                                   "catches up fastest); also `--processes`"),
     "NYC311_PUBLISH_TARGET": ("site", "where the aggregator publishes: a folder or s3://bucket/prefix"),
     "NYC311_PUBLISH_AT": ("06:00", "time of day (New York) the aggregator publishes on the 1st"),
     "AWS_ENDPOINT_URL_S3": ("", "S3 endpoint override (an S3-compatible service such as MinIO)"),

@@ -8,6 +8,13 @@ version of a schema (``schemas/history/``) resolves old records to the current r
 Wire format also read: Confluent Schema Registry framing (``00`` + 4-byte big-endian schema id),
 as upstream systems on Confluent serializers produce it. The writer schema is fetched once per
 id from ``SCHEMA_REGISTRY_URL`` (or from a resolver the caller passes) and cached.
+
+``Serde(logical_types=False)`` decodes the same bytes without Avro's logical types: a ``uuid``
+stays the string it is on the wire and a ``timestamp-millis`` the integer it is (milliseconds
+since the epoch). The projector reads that way: it hands both straight to PostgreSQL, which
+parses them anyway, instead of making ``uuid.UUID`` and ``datetime`` objects only to print them
+back as text (see benchmarks/README.md). Logical types do not enter the Parsing Canonical Form,
+so fingerprints are the same either way.
 """
 
 from __future__ import annotations
@@ -68,12 +75,22 @@ def _schema_fingerprint(schema: dict[str, Any]) -> bytes:
 
 
 @cache
-def current_schema(name: str) -> dict[str, Any]:
-    """The parsed current schema of an event type (``schemas/<name>.avsc``)."""
+def current_schema(name: str, logical_types: bool = True) -> dict[str, Any]:
+    """The parsed current schema of an event type (``schemas/<name>.avsc``); without its
+    logical types when ``logical_types`` is False."""
     if name not in EVENT_TYPES:
         raise KeyError(f"unknown event type {name!r}; known: {', '.join(EVENT_TYPES)}")
     raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text(encoding="utf-8"))
-    return _parse(raw)
+    return _parse(raw if logical_types else without_logical_types(raw))
+
+
+def without_logical_types(schema: Any) -> Any:
+    """A copy of a schema (JSON) with every ``logicalType`` annotation removed."""
+    if isinstance(schema, dict):
+        return {k: without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [without_logical_types(v) for v in schema]
+    return schema
 
 
 def _parse(raw: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +107,13 @@ def history_files(name: str) -> list[Path]:
 
 
 @cache
-def _writer_schemas(name: str) -> dict[bytes, dict[str, Any]]:
+def _writer_schemas(name: str, logical_types: bool = True) -> dict[bytes, dict[str, Any]]:
     """fingerprint -> parsed writer schema, over the current and every historical version."""
-    schemas = {_schema_fingerprint(current_schema(name)): current_schema(name)}
+    current = current_schema(name, logical_types)
+    schemas = {_schema_fingerprint(current): current}
     for path in history_files(name):
-        parsed = _parse(json.loads(path.read_text(encoding="utf-8")))
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        parsed = _parse(raw if logical_types else without_logical_types(raw))
         schemas.setdefault(_schema_fingerprint(parsed), parsed)
     return schemas
 
@@ -124,10 +143,15 @@ def registry_resolver(url: str) -> SchemaResolver:
 
 
 class Serde:
-    """Encode and decode events. One instance per process; it caches schemas it has seen."""
+    """Encode and decode events. One instance per process; it caches schemas it has seen.
 
-    def __init__(self, resolver: SchemaResolver | None = None) -> None:
+    ``logical_types=False``: decode ``uuid`` as ``str`` and ``timestamp-millis`` as ``int``
+    milliseconds (encoding is unaffected)."""
+
+    def __init__(self, resolver: SchemaResolver | None = None,
+                 logical_types: bool = True) -> None:
         self._resolver = resolver
+        self.logical_types = logical_types
         self._by_id: dict[int, dict[str, Any]] = {}
 
     def encode(self, name: str, record: Record) -> bytes:
@@ -145,9 +169,9 @@ class Serde:
         """Decode ``data`` written with any known version of ``name``'s schema."""
         if not data:
             raise DecodeError(f"{name}: empty record value")
-        reader = current_schema(name)
+        reader = current_schema(name, self.logical_types)
         if data[:2] == SINGLE_OBJECT_MAGIC:
-            writer = _writer_schemas(name).get(data[2:10])
+            writer = _writer_schemas(name, self.logical_types).get(data[2:10])
             if writer is None:
                 raise DecodeError(f"{name}: unknown writer schema fingerprint {data[2:10].hex()}")
             body = data[10:]
@@ -178,7 +202,8 @@ class Serde:
         if self._resolver is None:
             raise DecodeError(f"{name}: Confluent schema id {schema_id} but no SCHEMA_REGISTRY_URL")
         try:
-            parsed = _parse(self._resolver(schema_id))
+            raw = self._resolver(schema_id)
+            parsed = _parse(raw if self.logical_types else without_logical_types(raw))
         except Exception as exc:
             raise DecodeError(f"{name}: schema id {schema_id}: {exc}") from exc
         self._by_id[schema_id] = parsed

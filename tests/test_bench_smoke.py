@@ -54,13 +54,15 @@ def test_bench_smoke(services: Services, tmp_path: Path) -> None:
     assert produced > 1_000
     assert figures["produce"]["by_event"]["survey_sent"] > 0
     assert figures["produce"]["by_event"]["survey_answered"] > 0
-    for phase in ("a", "b", "c"):
+    for phase in ("a", "b", "c", "c1"):
         assert figures[phase]["events"] == produced, phase
         _positive(figures, phase, "rate")
     _positive(figures, "b", "rows_rate")
-    assert figures["c"]["table_rows"] == figures["b"]["rows_by_table"]
-    _positive(figures, "c", "c_over_a")
-    _positive(figures, "c", "c_over_b")
+    for phase in ("c", "c1"):  # --processes N, and one process
+        assert figures[phase]["table_rows"] == figures["b"]["rows_by_table"], phase
+        _positive(figures, phase, "c_over_a")
+        _positive(figures, phase, "c_over_b")
+    assert figures["c"]["processes"] >= 1
     _positive(figures, "d", "seconds")
     assert figures["d"]["files"] > 0
     assert figures["e"]["visible"] == figures["e"]["sent"] > 0

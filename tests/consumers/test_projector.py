@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import uuid
 from datetime import datetime, timedelta
@@ -155,3 +156,31 @@ def test_malformed_records_go_to_the_dlq_and_the_rest_is_projected(settings, top
         assert int(headers[HEADER_SOURCE_OFFSET]) >= 0
         assert headers[HEADER_ERROR_CLASS] in (b"DecodeError", b"ValidationError")
     assert [m.key() for m in dead].count(b"bad-key") == 3  # the original key is kept
+
+
+def test_a_malformed_uuid_is_refused_by_postgresql_and_dead_lettered_alone(settings, topics, db):
+    """The projector decodes uuids as strings; the uuid column is what refuses a bad one."""
+    from fastavro import schemaless_writer
+
+    from schemas.serde import SINGLE_OBJECT_MAGIC, current_fingerprint, current_schema
+
+    events = month_events(30, seed=22)
+    bad = dict(events[0][1], event_id="not-a-uuid", request_id="bad-uuid-1")
+    body = io.BytesIO()
+    body.write(SINGLE_OBJECT_MAGIC + current_fingerprint("request_created"))
+    schemaless_writer(body, current_schema("request_created", logical_types=False),
+                      dict(bad, occurred_at=int(bad["occurred_at"].timestamp() * 1000)))
+    topic = settings.topic("nyc311.request-created")
+    with EventProducer(settings) as producer:
+        for name, record in events[:10]:
+            producer.send(name, record)
+        producer.produce_raw(topic, b"bad-uuid-1", body.getvalue())
+        for name, record in events[10:]:
+            producer.send(name, record)
+
+    stats = project(settings)
+    assert stats.dead_lettered == 1
+    assert fetch_tables(db) == expected_tables(events)
+    (dead,) = read_all(settings, dlq_topic(topic), expected=1)
+    assert dead.value() == body.getvalue()
+    assert dict(dead.headers())[HEADER_ERROR_CLASS] == b"InvalidTextRepresentation"

@@ -168,3 +168,28 @@ def test_an_empty_answer_is_invalid_and_a_full_one_valid():
     with pytest.raises(ValidationError, match="no rating"):
         validate("survey_answered", dict(SAMPLES["survey_answered"], satisfaction=None,
                                          reopen_requested=False, feedback=None))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_decoding_without_logical_types_gives_the_wire_values(name):
+    """What the projector reads: uuids as their strings, timestamps as milliseconds."""
+    data = Serde().encode(name, SAMPLES[name])
+    typed, plain = Serde().decode(name, data), Serde(logical_types=False).decode(name, data)
+    assert set(plain) == set(typed)
+    for field, value in typed.items():
+        if isinstance(value, uuid.UUID):
+            assert plain[field] == str(value)
+        elif isinstance(value, datetime):
+            assert plain[field] == round(value.timestamp() * 1000)
+        else:
+            assert plain[field] == value
+    # same wire format: the plain Serde encodes bytes the typed one reads
+    assert Serde().decode(name, Serde(logical_types=False).encode(name, SAMPLES[name])) == typed
+
+
+def test_validation_takes_milliseconds_as_the_projector_decodes_them():
+    ms = round(datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1000)
+    assert validate("request_closed", dict(SAMPLES["request_closed"], occurred_at=ms))
+    too_early = round(datetime(1999, 12, 31, tzinfo=UTC).timestamp() * 1000)
+    with pytest.raises(ValidationError, match="outside"):
+        validate("request_closed", dict(SAMPLES["request_closed"], occurred_at=too_early))

@@ -1,0 +1,158 @@
+"""A consumer run as several processes of one consumer group (``--processes N``).
+
+Kafka spreads a group's partitions over its members. A member that is a process of its own has
+its own interpreter, so N processes keep N cores busy where threads of one process would take
+turns on one interpreter lock (measured in benchmarks/README.md). The parent only supervises:
+
+- SIGTERM or SIGINT to the parent is passed on to every worker; each finishes the batch in
+  hand, commits it and leaves the group, as a single process does;
+- a worker that fails stops the others and the parent exits with an error, for the service
+  manager to restart the whole (offsets live in PostgreSQL with the rows: nothing is lost);
+- with ``until_caught_up`` each worker stops once its partitions have no lag; as workers
+  leave, the group gives their partitions to the rest, which find them caught up and stop too;
+- with a metrics port P, worker i serves ``/metrics`` and ``/healthz`` on P + i;
+- on Linux a worker whose parent dies, even by SIGKILL, is sent SIGTERM (``PR_SET_PDEATHSIG``)
+  and stops as above, instead of running on as an orphan member of the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import queue
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from types import FrameType
+from typing import Any
+
+from nyc311.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerTotals:
+    """What the workers of one run did, summed."""
+
+    processes: int
+    records: int = 0
+    batches: int = 0
+    dead_lettered: int = 0
+    failed: int = 0  # workers that exited with an error
+
+
+def _projector_worker(index: int, settings: Settings, log_level: str, log_format: str | None,
+                      until_caught_up: bool, max_seconds: float | None, metrics_port: int,
+                      results: Any) -> None:
+    """One worker: the projector's consume loop, in a process of its own."""
+    from consumers.loop import ConsumeLoop
+    from consumers.projector import GROUP_ID, Projector
+    from nyc311.logs import setup_logging
+
+    setup_logging(log_level, log_format)
+    _stop_with_parent()
+    loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
+    loop.install_signal_handlers()
+    if metrics_port:
+        from nyc311.metrics import serve_metrics
+
+        serve_metrics(metrics_port + index, loop.is_ready, loop.metrics)
+    stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
+    results.put((index, stats.records, stats.batches, stats.dead_lettered))
+
+
+def _stop_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies, even by SIGKILL, rather than run on orphaned."""
+    import ctypes
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):  # no prctl: the parent's own handlers still apply
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():  # died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_projector_processes(settings: Settings, processes: int, *, until_caught_up: bool,
+                            max_seconds: float | None, metrics_port: int,
+                            log_level: str = "INFO", log_format: str | None = None,
+                            install_signal_handlers: bool = True) -> WorkerTotals:
+    """Run ``processes`` projector workers in one group until they have all stopped."""
+    return supervise(_projector_worker, processes, (settings, log_level, log_format,
+                                                    until_caught_up, max_seconds, metrics_port),
+                     install_signal_handlers=install_signal_handlers)
+
+
+def supervise(target: Callable[..., None], processes: int, args: tuple[Any, ...],
+              install_signal_handlers: bool = True) -> WorkerTotals:
+    """Start ``target(index, *args, results)`` in ``processes`` spawned processes; pass stop
+    signals on; stop them all when one fails. ``target`` puts (index, records, batches,
+    dead-lettered) on ``results`` when it ends normally."""
+    ctx = multiprocessing.get_context("spawn")  # no inherited librdkafka threads or sockets
+    results = ctx.Queue()
+    workers = [ctx.Process(target=target, args=(i, *args, results), name=f"worker-{i}")
+               for i in range(processes)]
+
+    def stop_all(signum: int = int(signal.SIGTERM)) -> None:
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # exited meanwhile
+                    if signum == signal.SIGTERM:
+                        worker.terminate()
+                    else:
+                        worker.kill()
+
+    previous: dict[signal.Signals, Any] = {}
+    if install_signal_handlers:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stopping %d workers after their current batch",
+                     signal.Signals(signum).name, processes)
+            stop_all()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    totals = WorkerTotals(processes)
+    try:
+        for worker in workers:
+            worker.start()
+        log.info("started %d workers: pids %s", processes,
+                 ", ".join(str(w.pid) for w in workers))
+        running = {w.sentinel: w for w in workers}
+        while running:
+            for sentinel in wait(list(running)):
+                worker = running.pop(sentinel)  # type: ignore[arg-type]
+                worker.join()
+                if worker.exitcode != 0 and totals.failed == 0:
+                    log.error("%s (pid %s) exited with code %s: stopping the others",
+                              worker.name, worker.pid, worker.exitcode)
+                    stop_all()
+                if worker.exitcode != 0:
+                    totals.failed += 1
+    except BaseException:
+        stop_all()
+        for worker in workers:
+            worker.join(30)
+        stop_all(int(signal.SIGKILL))
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for _ in range(processes - totals.failed):  # a worker that ended normally put its stats
+        try:
+            _index, records, batches, dead = results.get(timeout=10)
+        except queue.Empty:
+            break
+        totals.records += records
+        totals.batches += batches
+        totals.dead_lettered += dead
+    results.close()
+    return totals
