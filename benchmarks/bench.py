@@ -403,8 +403,8 @@ PROFILE_RULES: tuple[tuple[str, str, str], ...] = (
     ("consumers/loop.py", "_close", "close"),
     ("<built-in>", "Consumer.consume", "Kafka consume() (librdkafka: fetch, Message objects)"),
     ("consumers/projector.py", "decode", "decode: topic lookup, key check"),
-    ("schemas/serde.py", "", "decode: Avro (fastavro, incl. UUID and datetime objects)"),
-    ("uuid.py", "", "decode: Avro (fastavro, incl. UUID and datetime objects)"),
+    ("schemas/serde.py", "", "decode: Avro (fastavro)"),
+    ("uuid.py", "", "decode: Avro (fastavro)"),
     ("schemas/validate.py", "", "decode: validation rules"),
     ("consumers/projector.py", "_rows", "decode: row mapping"),
     ("consumers/projector.py", "write", "write: grouping rows by table"),
@@ -1526,6 +1526,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = describe_command(sys.argv[1:] if argv is None else argv)
     bench = Bench(args)
+
+    def on_sigterm(_signum: int, _frame: Any) -> None:  # clean up as after Ctrl-C
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         bench.run()
     finally:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,13 @@ from confluent_kafka.admin import AdminClient
 from tests.backends import Services
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(services: Services) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "NYC311_"))}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=services.kafka_bootstrap_servers,
+               DATABASE_URL=services.database_url, PYTHONUNBUFFERED="1")
+    return env
 
 
 def _positive(figures: dict, *path: str) -> float:
@@ -32,13 +41,10 @@ def _positive(figures: dict, *path: str) -> float:
 
 def test_bench_smoke(services: Services, tmp_path: Path) -> None:
     out, figures_path = tmp_path / "RESULTS.md", tmp_path / "results.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "NYC311_"))}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=services.kafka_bootstrap_servers,
-               DATABASE_URL=services.database_url)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--smoke", "--profile", "always",
          "--out", str(out), "--json", str(figures_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        cwd=REPO, env=_env(services), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     report = out.read_text(encoding="utf-8")
@@ -79,10 +85,38 @@ def test_bench_smoke(services: Services, tmp_path: Path) -> None:
         assert figures["profile"]["categories"]
 
     # the run removed its databases, topics and consumer group
-    prefix, tag = figures["prefix"], figures["tag"]
+    assert_removed(services, figures["tag"])
+
+
+def assert_removed(services: Services, tag: str) -> None:
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                             (f"nyc311_bench_{tag}%",)).fetchall()
     assert left == []
     admin = AdminClient({"bootstrap.servers": services.kafka_bootstrap_servers})
-    assert [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)] == []
+    assert [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"bench{tag}.")] == []
+
+
+def test_bench_stopped_with_sigterm_cleans_up(services: Services) -> None:
+    """A benchmark stopped by SIGTERM (a CI timeout, `kill`) removes what it made, as on Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bench", "--smoke", "--profile", "never"],
+        cwd=REPO, env=_env(services), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # stop it once it is working: databases and topics exist
+            lines.append(line)
+            if "(a) raw consume" in line:
+                break
+        found = re.search(r"benchmark (\w+):", "".join(lines))
+        assert found, "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        out = "".join(lines) + proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "cleaning up" in out and "not removed" not in out, out
+    assert_removed(services, found[1])
