@@ -57,6 +57,7 @@ from confluent_kafka.admin import AdminClient
 
 from consumers.loop import ConsumeLoop, log_end_offsets
 from consumers.projector import GROUP_ID, TABLES, Projector, _rows
+from consumers.workers import worker_pids
 from nyc311.i18n.languages import resolve_language
 from nyc311.settings import ENV_FILE_NAME, Settings, load_settings, read_env_file
 from nyc311.topics import all_topics, default_partitions, ensure_topics
@@ -238,28 +239,6 @@ def broker_pid(bootstrap_servers: str) -> int | None:
     if local != bootstrap_servers:
         return None
     return pid if pid_cpu_seconds(pid) is not None else None
-
-
-def read_bytes(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError:
-        return b""
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, their children …), from /proc."""
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        found += [int(c) for c in children]
-        todo += [int(c) for c in children]
-    return found
 
 
 @dataclass(frozen=True)
@@ -884,8 +863,7 @@ class Bench:
                     marks.mark(done)
                     if first is None:
                         # the CPU window opens once every worker is connected and committing
-                        workers = [pid for pid in descendants(proc.pid) if b"spawn_main" in
-                                   read_bytes(f"/proc/{pid}/cmdline")]
+                        workers = worker_pids(proc.pid)
                         backends = [int(r[0]) for r in conn.execute(
                             "SELECT pid FROM pg_stat_activity WHERE datname = "
                             "current_database() AND pid <> %s", (own_backend,))]

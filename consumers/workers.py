@@ -25,6 +25,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 class WorkerTotals:
     """What the workers of one run did, summed."""
 
-    processes: int
     records: int = 0
     batches: int = 0
     dead_lettered: int = 0
@@ -84,16 +84,30 @@ def _stop_with_parent() -> None:
 
 def run_projector_processes(settings: Settings, processes: int, *, until_caught_up: bool,
                             max_seconds: float | None, metrics_port: int,
-                            log_level: str = "INFO", log_format: str | None = None,
-                            install_signal_handlers: bool = True) -> WorkerTotals:
+                            log_level: str = "INFO",
+                            log_format: str | None = None) -> WorkerTotals:
     """Run ``processes`` projector workers in one group until they have all stopped."""
     return supervise(_projector_worker, processes, (settings, log_level, log_format,
-                                                    until_caught_up, max_seconds, metrics_port),
-                     install_signal_handlers=install_signal_handlers)
+                                                    until_caught_up, max_seconds, metrics_port))
 
 
-def supervise(target: Callable[..., None], processes: int, args: tuple[Any, ...],
-              install_signal_handlers: bool = True) -> WorkerTotals:
+def worker_pids(parent: int) -> list[int]:
+    """The worker processes :func:`supervise` started under ``parent`` (Linux ``/proc``):
+    its children that run multiprocessing's ``spawn_main``, not its resource tracker."""
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    except OSError:
+        return []
+    found = []
+    for child in map(int, children):
+        with contextlib.suppress(OSError):  # exited meanwhile
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+def supervise(target: Callable[..., None], processes: int,
+              args: tuple[Any, ...]) -> WorkerTotals:
     """Start ``target(index, *args, results)`` in ``processes`` spawned processes; pass stop
     signals on; stop them all when one fails. ``target`` puts (index, records, batches,
     dead-lettered) on ``results`` when it ends normally."""
@@ -102,25 +116,24 @@ def supervise(target: Callable[..., None], processes: int, args: tuple[Any, ...]
     workers = [ctx.Process(target=target, args=(i, *args, results), name=f"worker-{i}")
                for i in range(processes)]
 
-    def stop_all(signum: int = int(signal.SIGTERM)) -> None:
+    def stop_all(force: bool = False) -> None:
+        """SIGTERM (each worker finishes its batch), or SIGKILL with ``force``."""
         for worker in workers:
             if worker.is_alive() and worker.pid is not None:
                 with contextlib.suppress(ProcessLookupError):  # exited meanwhile
-                    if signum == signal.SIGTERM:
-                        worker.terminate()
-                    else:
+                    if force:
                         worker.kill()
+                    else:
+                        worker.terminate()
 
-    previous: dict[signal.Signals, Any] = {}
-    if install_signal_handlers:
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %s: stopping %d workers after their current batch",
-                     signal.Signals(signum).name, processes)
-            stop_all()
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping %d workers after their current batch",
+                 signal.Signals(signum).name, processes)
+        stop_all()
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, on_signal)
-    totals = WorkerTotals(processes)
+    previous = {signum: signal.signal(signum, on_signal)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    totals = WorkerTotals()
     try:
         for worker in workers:
             worker.start()
@@ -141,7 +154,7 @@ def supervise(target: Callable[..., None], processes: int, args: tuple[Any, ...]
         stop_all()
         for worker in workers:
             worker.join(30)
-        stop_all(int(signal.SIGKILL))
+        stop_all(force=True)
         raise
     finally:
         for signum, handler in previous.items():

@@ -17,27 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from consumers.workers import worker_pids
 from tests.consumers.test_crash import start_projector, stored_offsets
 from tests.consumers.test_projector import month_events
 from tests.helpers import expected_tables, fetch_tables, produce
 
 pytestmark = pytest.mark.integration
-
-
-def workers_of(pid: int) -> list[int]:
-    """The parent's worker processes (spawned: their command line runs ``spawn_main``)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    found = []
-    for child in map(int, children):
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-        except OSError:
-            continue
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -71,8 +56,8 @@ def two_workers_under_way(settings, db, events) -> Iterator[tuple[subprocess.Pop
     proc = start_projector(settings, 50, "--processes", "2")
     workers: list[int] = []
     try:
-        wait_for(lambda: len(workers_of(proc.pid)) == 2, 60, proc, "two workers started")
-        workers = workers_of(proc.pid)
+        wait_for(lambda: len(worker_pids(proc.pid)) == 2, 60, proc, "two workers started")
+        workers = worker_pids(proc.pid)
         wait_for(lambda: stored_offsets(db) > 0, 90, proc, "the workers made no progress")
         yield proc, workers
     finally:
