@@ -198,6 +198,7 @@ class ConsumeLoop:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             self._commit_kafka(consumer, dict(self._positions), asynchronous=False)
+            self._leave_group(consumer)
             consumer.close()
         try:
             self._dlq.flush(30)
@@ -205,6 +206,17 @@ class ConsumeLoop:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    @staticmethod
+    def _leave_group(consumer: Consumer, seconds: float = 10.0) -> None:
+        """Unsubscribe and serve the revocation from ``poll`` before ``close``: a revocation
+        served inside ``close`` can hang in ``unassign`` for good when another member joins or
+        leaves at that moment (librdkafka issue 4884; seen with two workers caught up at once).
+        Records polled here are not processed: their offsets are past the committed ones."""
+        consumer.unsubscribe()
+        deadline = time.monotonic() + seconds
+        while consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.1)
 
     # -- rebalancing -----------------------------------------------------------------------------
 
