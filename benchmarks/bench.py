@@ -258,16 +258,30 @@ class CpuMeter:
     work on the machine took cores away during the measurement.
     """
 
-    def __init__(self, pids: dict[str, int | None] | None = None) -> None:
-        self.pids: dict[str, int | None] = dict(pids or {})
+    def __init__(self, pids: dict[str, int | list[int] | None] | None = None) -> None:
+        self.pids: dict[str, int | list[int] | None] = dict(pids or {})  # name -> pid(s)
         self.first: CpuSample | None = None
         self.last: CpuSample | None = None
+        self._seen: dict[int, float] = {}  # a process that has exited keeps its last reading
+
+    def _reading(self, pids: int | list[int] | None) -> float | None:
+        """CPU seconds of a process, or summed over several; None if none was ever seen."""
+        known = False
+        total = 0.0
+        for pid in pids if isinstance(pids, list) else [pids]:
+            now = pid_cpu_seconds(pid)
+            if pid is not None and now is not None:
+                self._seen[pid] = now
+            if pid in self._seen:
+                total += self._seen[pid]
+                known = True
+        return total if known else None
 
     def sample(self) -> CpuSample:
         times = os.times()
         busy, total = machine_cpu_seconds()
         return CpuSample(time.perf_counter(), times.user + times.system,
-                         {name: pid_cpu_seconds(pid) for name, pid in self.pids.items()},
+                         {name: self._reading(pids) for name, pids in self.pids.items()},
                          busy, total)
 
     def start(self) -> None:
@@ -832,24 +846,7 @@ class Bench:
         started = time.perf_counter()
         proc = self.projector_process(settings, "--until-caught-up", "--processes",
                                       str(processes))
-        first: CpuSample | None = None
-        workers: list[int] = []
-        backends: list[int] = []
-
-        seen: dict[int | None, float] = {}  # a process that has exited keeps its last reading
-
-        def cpu(pid: int | None) -> float:
-            now = pid_cpu_seconds(pid)
-            if now is not None:
-                seen[pid] = now
-            return seen.get(pid, 0.0)
-
-        def group_cpu() -> tuple[float, float, float]:
-            return (sum(cpu(pid) for pid in workers), sum(cpu(pid) for pid in backends),
-                    cpu(self.broker))
-
-        cpu_first = cpu_last = (0.0, 0.0, 0.0)
-        last: CpuSample | None = None
+        meter = CpuMeter({"Kafka broker": self.broker})
         deadline = started + max(600.0, expected / 500)
         with connect(settings, autocommit=True) as conn:
             own_backend = conn.info.backend_pid
@@ -861,17 +858,18 @@ class Bench:
                                   (settings.group(GROUP_ID),)))
                 if done and (not marks.points or done != marks.points[-1][1]):
                     marks.mark(done)
-                    if first is None:
+                    if meter.first is None:
                         # the CPU window opens once every worker is connected and committing
                         workers = worker_pids(proc.pid)
                         backends = [int(r[0]) for r in conn.execute(
                             "SELECT pid FROM pg_stat_activity WHERE datname = "
                             "current_database() AND pid <> %s", (own_backend,))]
                         if len(backends) >= processes or done >= expected:
-                            first = last = CpuMeter().sample()
-                            cpu_first = cpu_last = group_cpu()
+                            meter.pids[f"projector processes ({len(workers)})"] = workers
+                            meter.pids[f"PostgreSQL backends ({len(backends)})"] = backends
+                            meter.start()
                     elif done < expected or running:
-                        last, cpu_last = CpuMeter().sample(), group_cpu()
+                        meter.stop()
                 if not running:
                     break
                 if time.perf_counter() > deadline:
@@ -884,17 +882,7 @@ class Bench:
             raise RuntimeError(f"nyc311 run projector --processes {processes} failed "
                                f"({proc.returncode})")
         marks.started = started
-        cores: dict[str, float] = {}
-        if first is not None and last is not None and last.at > first.at:
-            wall = last.at - first.at
-            cores = {f"projector processes ({len(workers)})":
-                     (cpu_last[0] - cpu_first[0]) / wall,
-                     f"PostgreSQL backends ({len(backends)})": (cpu_last[1] - cpu_first[1]) / wall}
-            if self.broker is not None:
-                cores["Kafka broker"] = (cpu_last[2] - cpu_first[2]) / wall
-            busy = (last.busy - first.busy) / wall
-            cores["other (rest of the machine)"] = max(0.0, busy - sum(cores.values()))
-            cores["idle"] = max(0.0, (last.total - first.total) / wall - busy)
+        cores = meter.cores()
         return marks.throughput(done, ended), cores
 
     def table_counts(self, settings: Settings) -> dict[str, int]:
