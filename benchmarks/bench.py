@@ -62,6 +62,8 @@ from nyc311.i18n.languages import resolve_language
 from nyc311.settings import ENV_FILE_NAME, Settings, load_settings, read_env_file
 from nyc311.topics import all_topics, default_partitions, ensure_topics
 from producers.producer import EventProducer
+from producers.sealer import CHUNK as SEAL_CHUNK
+from producers.sealer import ContactSealer
 from producers.simulate import NEW_YORK, Weighted, month_days, simulate_month
 from reports.output import build_site
 from reports.publish import publish_month
@@ -621,7 +623,19 @@ class Bench:
         """Produce ``events`` up to (not including) ``until``; return the first one left over."""
         leftover: Event | None = None
         started = time.perf_counter()
-        with EventProducer(self.settings) as producer:
+        # contacts are sealed at the edge, as the pipeline's own producers do (producers/sealer.py),
+        # their keys written to the template, so that every measurement's clone of it has them
+        vault = replace(self.settings,
+                        database_url=_with_database(self.base.database_url, self.template))
+        with EventProducer(self.settings) as producer, ContactSealer(vault) as sealer:
+            chunk: list[Event] = []
+
+            def send_chunk() -> None:
+                for name, record in sealer.sealed(chunk):
+                    producer.send(name, record)
+                    self.produced[name] += 1
+                chunk.clear()
+
             while True:
                 before = time.perf_counter()
                 try:
@@ -632,8 +646,10 @@ class Bench:
                 if until is not None and record["occurred_at"] >= until:
                     leftover = (name, record)
                     break
-                producer.send(name, record)
-                self.produced[name] += 1
+                chunk.append((name, record))
+                if len(chunk) >= SEAL_CHUNK:
+                    send_chunk()
+            send_chunk()
         self.produce_seconds += time.perf_counter() - started
         return leftover
 

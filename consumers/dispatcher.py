@@ -10,8 +10,11 @@ Two steps, so that Kafka delivery semantics and the outside world stay apart:
    projection, and sent in the person's language with a signed link. After a send succeeds,
    SurveySent is produced and acknowledged, then the row is marked sent.
 
-A closure whose request has no contact is recorded as ``no_contact`` (counted, not an error). A
-closure whose request has not been projected yet waits up to ``NYC311_CONTACT_WAIT_HOURS``.
+A closure whose request has no contact is recorded as ``no_contact`` (counted, not an error), and
+one older than ``NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS`` as ``too_old`` (a backfill or a replay of
+old closures surveys no one months later). A closure whose request has not been projected yet
+waits up to ``NYC311_CONTACT_WAIT_HOURS``. Contacts are sealed in the projection and opened
+here with their key from the vault (storage/vault.py); an erased contact is no contact.
 Transient send failures are retried with backoff up to ``NYC311_SEND_ATTEMPTS`` times; a
 permanent failure (or the last attempt) is recorded as ``failed`` with its error, visible in
 the table and the counters. The one window left: a crash after the provider accepted a message
@@ -23,6 +26,7 @@ flush; a sent row whose event Kafka has not acknowledged is emitted again on the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid
@@ -34,8 +38,10 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Message
+from psycopg import sql
 
 from consumers.channels import (
+    SMS,
     Channel,
     ChannelUnavailableError,
     OutgoingSurvey,
@@ -46,11 +52,14 @@ from consumers.loop import Item
 from nyc311.i18n import resolve_language
 from nyc311.i18n.messages import render_survey_message
 from nyc311.metrics import Metrics
+from nyc311.redact import redact_contact, redact_text, sensitive
 from nyc311.settings import Settings
+from nyc311.survey_links import sms_with_short_link
 from nyc311.tokens import make_token
 from producers.producer import EventProducer
 from schemas.serde import Serde
 from schemas.validate import validate
+from storage.vault import open_contact
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +80,15 @@ WHERE d.closure_event_id IN (
     WHERE status = 'pending' AND next_attempt_at <= now()
     ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)
 RETURNING d.closure_event_id, d.survey_id, d.request_id, d.closure_status, d.attempts,
-          d.received_at
+          d.received_at, d.closed_at
 """
 
+# The contact comes sealed from the projection and opens with its key from the vault; an erased
+# contact (no key) is no contact.
 _DETAILS = """
-SELECT r.request_id, r.language, r.agency_name, c.email, c.phone
+SELECT r.request_id, r.language, r.agency_name, c.key_id, c.sealed, k.key
 FROM requests r LEFT JOIN contacts c USING (request_id)
+LEFT JOIN {vault}.contact_keys k ON k.key_id = c.key_id
 WHERE r.request_id = ANY(%s)
 """
 
@@ -86,6 +98,7 @@ class DispatchStats:
     sent: int = 0
     failed: int = 0
     no_contact: int = 0
+    too_old: int = 0
     retried: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
 
@@ -105,6 +118,7 @@ class _Due:
     closure_status: str
     attempts: int
     received_at: datetime
+    closed_at: datetime
 
 
 class Dispatcher:
@@ -127,6 +141,7 @@ class Dispatcher:
         self.topics: Sequence[str] = [settings.topic("nyc311.request-closed")]
         self.stats = DispatchStats()
         self.metrics = metrics or Metrics("dispatcher")
+        self._details = sql.SQL(_DETAILS).format(vault=sql.Identifier(settings.vault_schema))
 
     # -- queue -----------------------------------------------------------------------------------
 
@@ -150,8 +165,8 @@ class Dispatcher:
             due = [_Due(*row) for row in conn.execute(_LEASE, (BATCH,)).fetchall()]
         if not due:
             return False
-        details = {row[0]: row[1:] for row in conn.execute(
-            _DETAILS, ([d.request_id for d in due],)).fetchall()}
+        details = {row[0]: (row[1], row[2], *open_contact(row[0], *row[3:])) for row in
+                   conn.execute(self._details, ([d.request_id for d in due],)).fetchall()}
         planned: list[tuple[_Due, OutgoingSurvey]] = []
         for item in due:
             try:
@@ -196,7 +211,12 @@ class Dispatcher:
 
     def _plan(self, conn: psycopg.Connection, due: _Due,
               details: tuple[Any, ...] | None) -> OutgoingSurvey | None:
-        """Settle what needs no sending (no request yet, no contact); else the survey to send."""
+        """Settle what needs no sending (too old, no request yet, no contact); else the survey
+        to send."""
+        age = datetime.now(UTC) - due.closed_at
+        if age.total_seconds() > self.settings.survey_max_closure_age_days * 86400:
+            self._finish(conn, due, "too_old", error=f"closed {age.days} days ago")
+            return None
         if details is None:  # the request's created event has not been projected yet
             waited = (datetime.now(UTC) - due.received_at).total_seconds() / 3600
             if waited >= self.settings.contact_wait_hours:
@@ -210,7 +230,7 @@ class Dispatcher:
             reason = "no contact given" if not (email or phone) else "no channel for this contact"
             self._finish(conn, due, "no_contact", error=reason)
             return None
-        return survey
+        return self._with_short_sms_link(conn, due, survey)
 
     def _channels(self) -> list[Channel]:
         """This thread's channel instances (an SMTP connection is not shared between threads)."""
@@ -222,7 +242,16 @@ class Dispatcher:
         return channels
 
     def _deliver(self, survey: OutgoingSurvey) -> _Outcome:
-        """Runs on a worker thread: try the usable channels in order of preference."""
+        """Runs on a worker thread: try the usable channels in order of preference. Neither
+        the outcome's error nor what is logged meanwhile holds the address or number."""
+        with sensitive(survey.email, survey.phone):
+            outcome = self._try_channels(survey)
+        if outcome.error:
+            outcome = _Outcome(outcome.kind, outcome.channel,
+                               redact_contact(outcome.error, survey.email, survey.phone))
+        return outcome
+
+    def _try_channels(self, survey: OutgoingSurvey) -> _Outcome:
         refusals: list[str] = []
         last: str | None = None
         for channel in (c for c in self._channels() if c.can_send(survey)):
@@ -291,8 +320,19 @@ class Dispatcher:
                               phone=phone, subject=message.subject, text=message.text,
                               html=message.html, sms=message.sms)
 
+    def _with_short_sms_link(self, conn: psycopg.Connection, due: _Due,
+                             survey: OutgoingSurvey) -> OutgoingSurvey:
+        """An SMS survey carries a short link (``survey_links``), so the text fits one SMS
+        segment; the email keeps its signed link. Made only where an SMS channel can send it."""
+        if not any(c.name == SMS and c.can_send(survey) for c in self._channels()):
+            return survey
+        sms = sms_with_short_link(conn, self.settings, str(due.survey_id), due.request_id,
+                                  survey.language)
+        return dataclasses.replace(survey, sms=sms)
+
     def _reschedule(self, conn: psycopg.Connection, due: _Due, delay: str, attempts: int,
                     error: str | None = None) -> None:
+        error = redact_text(error) if error else error  # no address or number in last_error
         with conn.transaction():
             conn.execute(
                 "UPDATE survey_dispatch SET next_attempt_at = now() + %s::interval, attempts = %s, "
@@ -301,7 +341,9 @@ class Dispatcher:
 
     def _finish(self, conn: psycopg.Connection, due: _Due, status: str, error: str,
                 attempts: int | None = None, channel: str | None = None) -> None:
-        """Settle a survey as ``failed`` (``channel``: the last one tried) or ``no_contact``."""
+        """Settle a survey as ``failed`` (``channel``: the last one tried), ``no_contact`` or
+        ``too_old``."""
+        error = redact_text(error)  # no address or number in last_error or the log
         with conn.transaction():
             conn.execute(
                 "UPDATE survey_dispatch SET status = %s, last_error = %s, attempts = %s, "
@@ -313,6 +355,9 @@ class Dispatcher:
             self.metrics.survey_failed(channel)
             log.error("survey for closure %s failed: %s", due.closure_event_id, error,
                       extra={"request_id": due.request_id})
+        elif status == "too_old":
+            self.stats.too_old += 1
+            self.metrics.survey_too_old()
         else:
             self.stats.no_contact += 1
             self.metrics.survey_no_contact()

@@ -25,6 +25,11 @@ A replayed record that fails again is a *new* dead letter, with new headers and 
 header naming the one it came from; a later replay picks it up. Replay after deploying a fix,
 not in a loop. Only one replay runs at a time: all share one transactional id, so a second one
 fences the first (which then fails without effect).
+
+A *truncated copy* (a record too large for its DLQ, cut to its first bytes with the original's
+size and SHA-256 in headers: :mod:`consumers.dlq`) is never replayed: it is not the record.
+Replay refuses it, says so per record, and counts it as left; the cursor stops before it. The
+original is still in the source topic at the coordinates its headers give.
 """
 
 from __future__ import annotations
@@ -55,9 +60,15 @@ from consumers.dlq import (
     HEADER_ERROR_CLASS,
     HEADER_ERROR_MESSAGE,
     HEADER_FAILED_AT,
+    HEADER_ORIGINAL_HEADERS,
+    HEADER_ORIGINAL_KEY_SHA256,
+    HEADER_ORIGINAL_KEY_SIZE,
+    HEADER_ORIGINAL_SHA256,
+    HEADER_ORIGINAL_SIZE,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
+    HEADER_TRUNCATED,
 )
 from nyc311.settings import Settings
 from nyc311.topics import DLQ_SUFFIX, dlq_topic, event_topics
@@ -72,7 +83,9 @@ READ_TIMEOUT = 60.0  # seconds a read may go without progress before it is given
 BATCH = 500  # records per replay transaction
 
 _OURS = (HEADER_SOURCE_TOPIC, HEADER_SOURCE_PARTITION, HEADER_SOURCE_OFFSET, HEADER_ERROR_CLASS,
-         HEADER_ERROR_MESSAGE, HEADER_CONSUMER_GROUP, HEADER_FAILED_AT)
+         HEADER_ERROR_MESSAGE, HEADER_CONSUMER_GROUP, HEADER_FAILED_AT, HEADER_TRUNCATED,
+         HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_KEY_SIZE,
+         HEADER_ORIGINAL_KEY_SHA256, HEADER_ORIGINAL_HEADERS)
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -101,6 +114,9 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: Headers = ()  # the record's own headers, as its producer sent them
+    truncated: str = ""  # a truncated copy: what was cut ("value", "key", "headers")
+    original_size: int | None = None  # a truncated copy: the original value's bytes
+    original_sha256: str = ""  # a truncated copy: the original value's SHA-256 (hex)
 
     @property
     def source_id(self) -> str:
@@ -125,8 +141,19 @@ class DeadLetter:
             "error_class": self.error_class, "error_message": self.error_message,
             "consumer_group": self.consumer_group, "failed_at": self.failed_at,
             "key": _text(self.key), "value_bytes": len(self.value or b""),
-            "replay_of": self.replay_of,
+            "replay_of": self.replay_of, "truncated": self.truncated or None,
+            "original_size": self.original_size, "original_sha256": self.original_sha256 or None,
         }
+
+    def truncation(self) -> str:
+        """What a truncated copy kept, for messages ("" when the record is whole)."""
+        if not self.truncated:
+            return ""
+        kept = len(self.value or b"")
+        size = f"{kept:,} of {self.original_size:,} bytes" if self.original_size is not None \
+            else f"{kept:,} bytes"
+        sha = f", original sha256 {self.original_sha256}" if self.original_sha256 else ""
+        return f"a truncated copy ({self.truncated} cut; {size} kept{sha})"
 
     def render(self) -> str:
         """One line for a terminal."""
@@ -135,8 +162,10 @@ class DeadLetter:
             message = message[:157] + "..."
         source = f"{self.source_topic}[{_dash(self.source_partition)}]@{_dash(self.source_offset)}"
         replay = f" replay_of={self.replay_of}" if self.replay_of else ""
+        cut = f"  TRUNCATED: {self.truncation()}" if self.truncated else ""
         return (f"{self.dlq_topic}[{self.dlq_partition}]@{self.dlq_offset}  from {source}  "
-                f"{self.failed_at}  key={_text(self.key)!r}  {self.error_class}: {message}{replay}")
+                f"{self.failed_at}  key={_text(self.key)!r}  {self.error_class}: {message}{replay}"
+                f"{cut}")
 
 
 def _text(data: bytes | None) -> str | None:
@@ -180,6 +209,9 @@ def parse(msg: Message) -> DeadLetter:
         consumer_group=_text(ours.get(HEADER_CONSUMER_GROUP)) or "",
         failed_at=_text(ours.get(HEADER_FAILED_AT)) or "",
         key=msg.key(), value=msg.value(), headers=tuple(own),
+        truncated=_text(ours.get(HEADER_TRUNCATED)) or "",
+        original_size=_int(ours.get(HEADER_ORIGINAL_SIZE)),
+        original_sha256=_text(ours.get(HEADER_ORIGINAL_SHA256)) or "",
     )
 
 
@@ -295,10 +327,11 @@ class ReplayResult:
     scanned: int = 0
     replayed: int = 0
     already_replayed: int = 0  # in the ledger, or a duplicate of one replayed now
-    left: int = 0  # not replayed now: another error class, or over the limit
+    left: int = 0  # not replayed now: another error class, over the limit, or truncated
     stopped_at_limit: bool = False
     by_class: Counter[str] = field(default_factory=Counter)
     records: list[DeadLetter] = field(default_factory=list)  # dry run: the ones it would
+    refused: list[DeadLetter] = field(default_factory=list)  # truncated copies: never replayed
 
     def render(self) -> str:
         verb = "would replay" if self.dry_run else "replayed"
@@ -307,9 +340,20 @@ class ReplayResult:
                 f"read" + (f" ({classes})" if classes else "")
                 + f"; {self.already_replayed:,} replayed already (by an earlier run, or a "
                 f"duplicate in the DLQ); {self.left:,} left for later")
+        if self.refused:
+            copies = "copy" if len(self.refused) == 1 else "copies"
+            text += (f"; {len(self.refused):,} truncated {copies} refused (not the records "
+                     f"themselves; see above)")
         if self.stopped_at_limit:
             text += "; stopped at --limit"
         return text
+
+    def refusals(self) -> list[str]:
+        """One line per truncated copy refused: which, and where its record still is."""
+        return [f"refused {dl.dlq_topic}[{dl.dlq_partition}]@{dl.dlq_offset}: {dl.truncation()}, "
+                f"not the record; the record is still in {dl.source_topic}"
+                f"[{_dash(dl.source_partition)}]@{_dash(dl.source_offset)} (docs/RUNBOOK.md, "
+                f"\"Dead letters\")" for dl in self.refused]
 
 
 def ledger_topic(settings: Settings) -> str:
@@ -460,6 +504,10 @@ def _replay_partition(reader: Consumer, txn: _Transactions | None, dlq: str, par
         result.scanned += 1
         if dl.source_id in done:
             result.already_replayed += 1
+        elif dl.truncated:  # a truncated copy is not the record: never replay it
+            result.left += 1
+            result.refused.append(dl)
+            contiguous = False
         elif (not classes or dl.error_class in classes) and \
                 (limit is None or result.replayed < limit):
             pending.append(dl)

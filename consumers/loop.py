@@ -8,12 +8,24 @@ are informational. Transient database errors are retried with backoff for as lon
 with the partitions paused so the group membership stays alive, and the batch in hand is never
 skipped. A batch that fails for a non-transient reason is split record by record (savepoints) so
 only the records the database refuses are dead-lettered.
+
+Nothing stalls silently. A record the DLQ refuses for its size is dead-lettered as a truncated
+copy (:mod:`consumers.dlq`), so no single record is retried forever. What cannot be cured by
+the loop itself (the database or the DLQ unavailable, a DLQ that refuses even the truncated
+copy) is retried with backoff and *reported*: from the first failure of the work in hand (or
+once a batch has been in hand ``NYC311_STALL_SECONDS`` without a commit) the loop counts
+itself stalled: ``nyc311_stalled_seconds`` rises, and past ``NYC311_STALL_SECONDS`` ``/healthz``
+answers 503 with the reason and ``nyc311_ready`` drops to 0. A stop (signal, ``--max-seconds``)
+is honoured during every wait: the work in hand is left uncommitted, to be read again on the
+next start, and :attr:`LoopStats.abandoned` says what was left and why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +37,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from consumers.dlq import dead_letter
+from consumers.dlq import (
+    SIZE_ERRORS,
+    TRUNCATED_VALUE_BYTES,
+    DeadLetterInterrupted,
+    DeadLetterWriter,
+    Letter,
+)
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings
-from producers.producer import DeliveryError, EventProducer
 from schemas.serde import DecodeError
 from storage import offsets as offset_store
 from storage.db import connect, is_transient
@@ -50,8 +67,15 @@ TUNING: dict[str, Any] = {
 }
 
 
+# Exit status of a service stopped (signal, --max-seconds) with work it could not commit: a
+# temporary failure (sysexits' EX_TEMPFAIL); nothing is lost, the work is read again on start.
+EX_TEMPFAIL = 75
+CLOSE_WAIT = 2.0  # seconds the final Kafka commit and the consumer's close may take
+KAFKA_COMMIT_STUCK = 2.0  # a commit unanswered this long: the coordinator is unreachable
+
+
 class Abandoned(RuntimeError):
-    """The loop was stopped before the batch in hand could be written; it will be read again."""
+    """The loop was stopped before the work in hand could be committed; it will be read again."""
 
 
 class Item(NamedTuple):
@@ -86,6 +110,7 @@ class LoopStats:
     db_retries: int = 0
     last_commit: float = 0.0
     assigned: set[TP] = field(default_factory=set)
+    abandoned: str = ""  # why the run stopped with uncommitted work ("" if it did not)
 
 
 class Backoff:
@@ -103,7 +128,7 @@ class Backoff:
 class ConsumeLoop:
     def __init__(self, settings: Settings, group_id: str, handler: Handler,
                  consumer_config: dict[str, Any] | None = None,
-                 dlq_producer: EventProducer | None = None,
+                 dlq_writer: DeadLetterWriter | None = None,
                  metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.group_id = settings.group(group_id)
@@ -124,11 +149,28 @@ class ConsumeLoop:
             "enable.partition.eof": False,
             **(consumer_config or {}),
         }
+        self._consumer_config["on_commit"] = self._on_commit
         self._consumer: Consumer | None = None
         self._conn: psycopg.Connection | None = None
-        self._dlq = dlq_producer or EventProducer(settings)
+        self._dlq = dlq_writer or DeadLetterWriter(settings)
         self._positions: dict[TP, int] = {}  # next offset to process, per assigned partition
         self._admin_client: AdminClient | None = None
+        self._deadline: float | None = None  # monotonic end of --max-seconds
+        self._max_seconds: float | None = None
+        self._stop_cause = "on request"
+        self._closing = False
+        # the work in hand (a batch; or database work that failed): since when, what, and the
+        # latest failure it met; read by is_ready() and stalled_seconds() from other threads
+        self._work_since: float | None = None
+        self._work_what = ""
+        self._work_left = ""  # what a stop leaves undone, for the one line that says so
+        self._trouble: str | None = None
+        # Kafka's copy of the offsets: the commits in flight, since when, and whether the
+        # positions moved since the last one was sent
+        self._commits_in_flight = 0
+        self._commit_sent_at = 0.0
+        self._kafka_dirty = False
+        self._brokers_down = False  # librdkafka said so, and nothing has come from Kafka since
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -138,25 +180,80 @@ class ConsumeLoop:
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %s: stopping after the current batch", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            log.info("signal %s: stopping after the current batch", name)
+            self._stop_cause = f"on {name}"
             self.stop()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def _should_stop(self) -> bool:
+        """Stopped by :meth:`stop` (a signal) or past the ``max_seconds`` deadline."""
+        if not self.running:
+            return True
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self._stop_cause = f"at the {self._max_seconds:g} s limit"
+            return True
+        return False
+
     def is_ready(self) -> tuple[bool, str]:
-        """Ready: consuming, partitions assigned, and the last database operation succeeded;
-        else False and why. Cheap and safe from another thread (the metrics server's)."""
+        """Ready: consuming, partitions assigned, not stalled, and the last database operation
+        succeeded; else False and why. Cheap and safe from another thread (the metrics
+        server's)."""
         if self._consumer is None:
             return False, "not consuming"
         if not self.running:
             return False, "stopping"
+        stalled = self.stalled_seconds()
+        if stalled > 0 and stalled >= self.settings.stall_seconds:
+            return False, f"stalled for {stalled:.0f} s: {self.stall_reason()}"
+        if self._db_error is not None:
+            return False, f"database unavailable: {self._db_error}"
         assigned = len(self.stats.assigned)
         if not assigned:
             return False, "no partitions assigned"
-        if self._db_error is not None:
-            return False, f"database unavailable: {self._db_error}"
         return True, f"{assigned} partitions assigned"
+
+    def stalled_seconds(self) -> float:
+        """Seconds the work in hand has waited without progress: from its start once it met a
+        failure (a retry), or once it has been in hand ``NYC311_STALL_SECONDS``; else 0.
+        Safe from another thread."""
+        since = self._work_since
+        if since is None:
+            return 0.0
+        elapsed = max(0.0, time.monotonic() - since)
+        if self._trouble is not None or elapsed >= self.settings.stall_seconds:
+            return elapsed
+        return 0.0
+
+    def stall_reason(self) -> str:
+        """What the work in hand waits for (the latest failure), or that it just takes long."""
+        trouble, what = self._trouble, self._work_what
+        if trouble is not None:
+            return trouble
+        return f"{what or 'the work in hand'} not committed yet (no error reported)"
+
+    def _begin_work(self, what: str, left: str = "") -> bool:
+        """Start the stall clock for ``what`` unless work is in hand already; True if started.
+        ``left``: what a stop leaves undone then."""
+        if self._work_since is not None:
+            return False
+        self._work_what, self._trouble = what, None
+        self._work_left = left or f"{what} is not done; it is done again on the next start"
+        self._work_since = time.monotonic()
+        return True
+
+    def _end_work(self) -> None:
+        self._work_since, self._trouble, self._work_what, self._work_left = None, None, "", ""
+
+    def _abandon(self, reason: str) -> Abandoned:
+        """The exception that stops the loop with the work in hand uncommitted."""
+        since = self._work_since
+        waited = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
+        left = self._work_left or ("the work in hand is not committed; it is read again on "
+                                   "the next start")
+        return Abandoned(f"stopped {self._stop_cause} while {reason}{waited}: {left}")
 
     def run(self, until_caught_up: bool = False, max_seconds: float | None = None,
             on_batch: Callable[[ConsumeLoop], None] | None = None,
@@ -166,26 +263,37 @@ class ConsumeLoop:
         ``on_tick`` runs after every poll, batch or not, for work a consumer does beside its
         input (sending due surveys, forwarding); it returns True while it has work due now, and
         ``until_caught_up`` also waits for that to be done.
+
+        A stop (signal, ``max_seconds``) is honoured within seconds even while the database or
+        Kafka is unavailable; work left uncommitted then is named in ``stats.abandoned``.
         """
-        deadline = time.monotonic() + max_seconds if max_seconds else None
+        self._max_seconds = max_seconds
+        self._deadline = time.monotonic() + max_seconds if max_seconds else None
         consumer = self._consumer = Consumer(self._consumer_config)
         consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.metrics.consuming(self.handler.topics)
+        self.metrics.watch_stall(self.stalled_seconds)
         try:
-            while self.running:
-                if deadline is not None and time.monotonic() > deadline:
-                    log.warning("stopping: %.0f s limit reached", max_seconds)
+            while True:
+                if self._should_stop():
+                    if self.running:
+                        log.warning("stopping: %.0f s limit reached", max_seconds)
                     break
-                messages = consumer.consume(self.settings.batch_size, self.settings.batch_timeout)
                 try:
+                    messages = consumer.consume(self.settings.batch_size,
+                                                self.settings.batch_timeout)
+                    if self.stats.abandoned:  # an assignment given up inside its callback
+                        break
                     if messages:
                         self._process(messages)
                         if on_batch is not None:
                             on_batch(self)
-                    busy = bool(self._with_db_retry(on_tick)) if on_tick else False
+                    self._sync_kafka(consumer)
+                    busy = bool(self._with_db_retry(on_tick, "the tick")) if on_tick else False
                 except Abandoned as exc:
-                    log.warning("%s: uncommitted work will be done again on the next start", exc)
+                    self.stats.abandoned = str(exc)
+                    log.warning("%s", exc)
                     break
                 if not messages and not busy and until_caught_up and self._caught_up():
                     log.info("caught up: no lag on %d partitions", len(self.stats.assigned))
@@ -195,14 +303,27 @@ class ConsumeLoop:
         return self.stats
 
     def _close(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            self._commit_kafka(consumer, dict(self._positions), asynchronous=False)
-            self._leave_group(consumer)
-            consumer.close()
+        """Commit Kafka's copy of the offsets, leave the group and close, each bounded, so a
+        stop during a broker outage still ends within seconds (PostgreSQL holds the offsets that
+        count; Kafka's copy is caught up on the next start)."""
+        consumer = self._consumer
+        self._closing = True
+        self.running = False  # /healthz: "stopping"
         try:
-            self._dlq.flush(30)
+            if consumer is not None:
+                if not self._kafka_stuck() and not self._brokers_down:
+                    self._commit_kafka(consumer, dict(self._positions))
+                    self._await_commits(consumer, CLOSE_WAIT)
+                self._leave_group(consumer)
+                self._close_consumer(consumer, CLOSE_WAIT)
         finally:
+            self._consumer = None
+            self._end_work()
+            dropped = self._dlq.close(0 if self.stats.abandoned else 5.0)
+            if dropped:
+                log.warning("%d dead letter(s) not acknowledged by Kafka were dropped; their "
+                            "records were not committed and are dead-lettered again on the "
+                            "next start", dropped)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -218,17 +339,55 @@ class ConsumeLoop:
         while consumer.assignment() and time.monotonic() < deadline:
             consumer.poll(0.1)
 
+    @staticmethod
+    def _close_consumer(consumer: Consumer, seconds: float) -> None:
+        """``close()``, waited for at most ``seconds``: librdkafka's close waits for any offset
+        commit still in flight, which during a broker outage means until the session times out
+        (45 s by default). Past that, the process goes on without it; the group drops the
+        member when its session times out."""
+        done = threading.Event()
+
+        def close() -> None:
+            try:
+                consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.info("closing the consumer: %s", exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=close, name="consumer-close", daemon=True).start()
+        if not done.wait(seconds):
+            log.warning("the Kafka consumer did not close within %.0f s (broker unreachable?); "
+                        "going on without it: the group drops this member when its session "
+                        "times out", seconds)
+
     # -- rebalancing -----------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTP]) -> None:
         wanted = [(tp.topic, tp.partition) for tp in partitions]
-        stored = self._with_db_retry(lambda conn: offset_store.load(conn, self.group_id, wanted),
-                                     in_callback=True)
+        if self._closing or self.stats.abandoned:  # leaving: take them, read nothing
+            consumer.assign(partitions)
+            consumer.pause(partitions)
+            return
+        try:
+            stored = self._with_db_retry(
+                lambda conn: offset_store.load(conn, self.group_id, wanted),
+                f"reading the stored offsets of {len(wanted)} assigned partitions",
+                in_callback=True,
+                left=f"nothing was read from the {len(wanted)} assigned partitions; they are read "
+                     f"from their stored offsets on the next start")
+        except Abandoned as exc:  # stopping while the database is away: read nothing
+            self.stats.abandoned = str(exc)
+            log.warning("%s", exc)
+            consumer.assign(partitions)
+            consumer.pause(partitions)
+            return
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
             if tp.offset >= 0:
                 self._positions[(tp.topic, tp.partition)] = tp.offset
         self.stats.assigned.update(wanted)
+        self._kafka_dirty = True  # Kafka's copy of the offsets follows PostgreSQL's from now
         log.info("assigned %d partitions of %s (%d resume from PostgreSQL, %d from the beginning)",
                  len(wanted), ", ".join(sorted({t for t, _ in wanted})), len(stored),
                  len(wanted) - len(stored))
@@ -238,7 +397,8 @@ class ConsumeLoop:
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTP]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         mine = {tp: o for tp, o in self._positions.items() if tp in revoked}
-        self._commit_kafka(consumer, mine, asynchronous=False)
+        if not self._closing and not self._kafka_stuck():  # closing: committed already
+            self._commit_kafka(consumer, mine)
         self._forget(revoked)
         consumer.unassign()
 
@@ -257,6 +417,9 @@ class ConsumeLoop:
 
     def _process(self, messages: list[Message]) -> None:
         started = time.monotonic()
+        self._begin_work(f"a batch of {len(messages)} records",
+                         f"the batch in hand ({len(messages)} records) is not committed; it is "
+                         f"read again on the next start")
         items: list[Item] = []
         poison: list[tuple[Message, BaseException]] = []
         last: dict[tuple[Any, Any], int] = {}  # (topic, partition) -> last offset in the batch
@@ -272,15 +435,17 @@ class ConsumeLoop:
             except DecodeError as exc:
                 poison.append((msg, exc))
         if not last:
+            self._end_work()
             return
+        self._brokers_down = False  # records came: Kafka answers
         ends: dict[TP, int] = {(str(t), int(p)): int(o) + 1 for (t, p), o in last.items()}
         if poison:
             self._dead_letter(poison)
         self._write(items, ends)
         for tp, end in ends.items():
             self._positions[tp] = max(end, self._positions.get(tp, 0))
-        if self._consumer is not None:
-            self._commit_kafka(self._consumer, ends, asynchronous=True)
+        self._kafka_dirty = True
+        self._end_work()
         self.stats.records += len(items)
         self.stats.batches += 1
         self.stats.last_commit = time.time()
@@ -293,9 +458,17 @@ class ConsumeLoop:
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.fatal():
             raise KafkaException(err)
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_down = True
         log.warning("consumer error (librdkafka retries): %s", err)
 
     def _dead_letter(self, failures: list[tuple[Message, BaseException]]) -> None:
+        """Produce ``failures`` to their DLQs and wait until Kafka has every one.
+
+        Bounded per record: one the DLQ refuses for its size goes again at once as a truncated
+        copy. What no retry of ours can cure (Kafka unavailable, the DLQ refusing even the
+        truncated copy, a topic or permission missing) is retried with backoff, the full copy
+        first each time, while the loop reports itself stalled; a stop abandons the batch."""
         for msg, exc in failures:
             key = msg.key()
             log.warning("dead-lettering %s[%s]@%s: %s", msg.topic(), msg.partition(),
@@ -304,18 +477,54 @@ class ConsumeLoop:
                             "offset": msg.offset(), "error_class": type(exc).__name__,
                             # every topic but reopen-requested is keyed by request id
                             "key": key.decode("utf-8", "replace") if key else None})
+        pending = [Letter(msg, exc) for msg, exc in failures]
         backoff = Backoff()
-        while True:
+        while pending:
             try:
-                dead_letter(self._dlq, failures, self.group_id)
-                break
-            except (DeliveryError, KafkaException) as exc:  # broker away: wait, never skip
-                log.warning("DLQ produce failed, retrying: %s", exc)
-                if not self.running:
-                    raise Abandoned("stopped while the DLQ was unavailable") from exc
+                results = self._dlq.write(pending, self.group_id, self._should_stop)
+            except DeadLetterInterrupted as exc:
+                raise self._abandon("dead letters were waiting for Kafka") from exc
+            again: list[Letter] = []  # refused for size: the truncated copy, now
+            later: list[tuple[Letter, KafkaError]] = []  # to wait for
+            for letter, err in zip(pending, results, strict=True):
+                if err is None:
+                    if letter.truncated:
+                        self._log_truncated(letter.msg)
+                elif err.code() in SIZE_ERRORS and not letter.truncated:
+                    again.append(letter._replace(truncated=True))
+                else:
+                    later.append((letter._replace(truncated=False), err))
+            if later:
+                letter, err = later[0]
+                msg = letter.msg
+                if err.code() in SIZE_ERRORS:
+                    self._trouble = (f"cannot dead-letter {msg.topic()}[{msg.partition()}]@"
+                                     f"{msg.offset()}: its DLQ refuses even a truncated copy "
+                                     f"({err.str()})")
+                else:
+                    self._trouble = f"the dead-letter queue is unavailable: {err.str()}"
+                log.warning("%s; %d dead letter(s) waiting, retrying", self._trouble,
+                            len(later))
+                if self._should_stop():
+                    raise self._abandon(f"dead-lettering failed ({self._trouble})")
                 self._wait(backoff.next())
+                if self._should_stop():
+                    raise self._abandon(f"dead-lettering failed ({self._trouble})")
+            pending = again + [letter for letter, _ in later]
+        self._trouble = None
         self.stats.dead_lettered += len(failures)
         self.metrics.dead_lettered([str(msg.topic()) for msg, _ in failures])
+
+    @staticmethod
+    def _log_truncated(msg: Message) -> None:
+        value = msg.value() or b""
+        log.warning("%s[%s]@%s is too large for its DLQ: dead-lettered a truncated copy (the "
+                    "first %d of %d bytes, sha256 %s, in the headers); the record itself stays "
+                    "in %s", msg.topic(), msg.partition(), msg.offset(),
+                    min(len(value), TRUNCATED_VALUE_BYTES), len(value),
+                    hashlib.sha256(value).hexdigest(), msg.topic(),
+                    extra={"topic": msg.topic(), "partition": msg.partition(),
+                           "offset": msg.offset()})
 
     def _write(self, items: list[Item], ends: dict[TP, int]) -> None:
         def transaction(conn: psycopg.Connection) -> None:
@@ -331,7 +540,7 @@ class ConsumeLoop:
                             type(exc).__name__, exc)
                 self._write_one_by_one(conn, items, ends)
 
-        self._with_db_retry(transaction)
+        self._with_db_retry(transaction, "writing the batch")
 
     def _write_one_by_one(self, conn: psycopg.Connection, items: list[Item],
                           ends: dict[TP, int]) -> None:
@@ -361,47 +570,68 @@ class ConsumeLoop:
             self._conn = conn
         return self._conn
 
-    def _with_db_retry(self, work: Callable[[psycopg.Connection], Any],
-                       in_callback: bool = False) -> Any:
+    def _with_db_retry(self, work: Callable[[psycopg.Connection], Any], what: str = "",
+                       in_callback: bool = False, left: str = "") -> Any:
         """Run ``work`` on a live connection, retrying transient errors until they pass or the
-        loop is told to stop (the batch is then abandoned uncommitted, to be read again)."""
+        loop is told to stop (the work is then abandoned uncommitted, to be read again).
+
+        While it retries the loop counts as stalled (``what`` says on what, when no batch is in
+        hand already)."""
         backoff = Backoff()
-        while True:
-            try:
-                result = work(self._connection())
-                self._db_error = None
-                return result
-            except (psycopg.Error, OSError) as exc:
-                if not is_transient(exc):
-                    raise
-                self.stats.db_retries += 1
-                self.metrics.db_retry()
-                self._db_error = str(exc).strip()[:200] or type(exc).__name__
-                log.warning("database unavailable (%s), retry %d", str(exc).strip()[:200],
-                            backoff.attempt + 1)
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-                if not self.running:
-                    raise Abandoned("stopped while the database was unavailable") from exc
-                if in_callback:  # no polling from inside a rebalance callback
-                    time.sleep(backoff.next())
-                else:
-                    self._wait(backoff.next())
+        began = False
+        try:
+            while True:
+                try:
+                    result = work(self._connection())
+                    self._db_error = None
+                    if not began:
+                        self._trouble = None
+                    return result
+                except (psycopg.Error, OSError) as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.stats.db_retries += 1
+                    self.metrics.db_retry()
+                    text = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    self._db_error = text
+                    began = began or self._begin_work(what or "database work", left)
+                    self._trouble = f"database unavailable: {text}"
+                    log.warning("database unavailable (%s), retry %d", text, backoff.attempt + 1)
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
+                    if self._should_stop():
+                        raise self._abandon("the database was unavailable") from exc
+                    if in_callback:  # no polling from inside a rebalance callback
+                        self._sleep(backoff.next())
+                    else:
+                        self._wait(backoff.next())
+                    if self._should_stop():
+                        raise self._abandon("the database was unavailable") from exc
+        finally:
+            if began:
+                self._end_work()
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but no longer than it takes to notice a stop."""
+        end = time.monotonic() + seconds
+        while not self._should_stop() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.2, left))
 
     def _wait(self, seconds: float) -> None:
         """Sleep without losing the group: pause, poll (serves heartbeats and rebalances),
-        then resume and rewind to the last processed positions so nothing fetched is skipped."""
+        then resume and rewind to the last processed positions so nothing fetched is skipped.
+        Ends early on a stop."""
         consumer = self._consumer
         if consumer is None:
-            time.sleep(seconds)
+            self._sleep(seconds)
             return
         assignment = consumer.assignment()
         if assignment:
             consumer.pause(assignment)
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            msg = consumer.poll(min(0.5, max(0.0, end - time.monotonic())))
+        while not self._should_stop() and time.monotonic() < end:
+            msg = consumer.poll(min(0.2, max(0.0, end - time.monotonic())))
             err = msg.error() if msg is not None else None
             if err is not None:
                 self._on_kafka_error(err)
@@ -422,18 +652,51 @@ class ConsumeLoop:
 
     # -- Kafka offsets and lag -------------------------------------------------------------------
 
-    def _commit_kafka(self, consumer: Consumer, positions: dict[TP, int],
-                      asynchronous: bool) -> None:
+    def _commit_kafka(self, consumer: Consumer, positions: dict[TP, int]) -> None:
+        """Commit ``positions`` to Kafka, asynchronously: an informational copy for lag tools
+        (PostgreSQL holds the truth), which must never hold the loop up, as a synchronous commit
+        does for a whole session timeout while the broker is away."""
         if not positions:
             return
         offsets = [KafkaTP(t, p, o) for (t, p), o in positions.items()]
         try:
-            if asynchronous:
-                consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # informational copy only; PostgreSQL holds the truth
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
             log.info("Kafka offset commit skipped: %s", exc)
+            return
+        self._commits_in_flight += 1
+        self._commit_sent_at = time.monotonic()
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[KafkaTP]) -> None:
+        """librdkafka's answer to a commit (served from poll)."""
+        self._commits_in_flight = max(0, self._commits_in_flight - 1)
+        failed = [tp for tp in partitions or [] if tp.error is not None]
+        if err is None:
+            self._brokers_down = False
+        if err is not None or failed:
+            why = err if err is not None else failed[0].error
+            log.info("Kafka offset commit failed (%s); PostgreSQL holds the offsets, the next "
+                     "commit carries them", why)
+            self._kafka_dirty = True
+
+    def _kafka_stuck(self) -> bool:
+        """A commit has been waiting for an answer too long: the coordinator is unreachable."""
+        return (self._commits_in_flight > 0
+                and time.monotonic() - self._commit_sent_at > KAFKA_COMMIT_STUCK)
+
+    def _sync_kafka(self, consumer: Consumer) -> None:
+        """Bring Kafka's copy of the offsets up to the positions: after each batch, and after
+        an assignment (a partition's new owner copies what PostgreSQL holds). One commit at a
+        time, so commits do not pile up while the broker is away."""
+        if self._kafka_dirty and self._positions and self._commits_in_flight == 0:
+            self._kafka_dirty = False
+            self._commit_kafka(consumer, dict(self._positions))
+
+    def _await_commits(self, consumer: Consumer, seconds: float) -> None:
+        """Serve commit answers for up to ``seconds`` (closing: the last commit has gone)."""
+        end = time.monotonic() + seconds
+        while self._commits_in_flight > 0 and time.monotonic() < end:
+            consumer.poll(0.1)
 
     def _caught_up(self) -> bool:
         """True when every assigned partition's position has reached its log end."""
@@ -443,8 +706,12 @@ class ConsumeLoop:
         assignment = consumer.assignment()
         if not assignment:
             return False
+        timeout = 5.0
+        if self._deadline is not None:  # the limit is honoured while the broker is away too
+            timeout = max(1.0, min(timeout, self._deadline - time.monotonic()))
         try:
-            ends = log_end_offsets(self._admin(), [(tp.topic, tp.partition) for tp in assignment])
+            ends = log_end_offsets(self._admin(), [(tp.topic, tp.partition) for tp in assignment],
+                                   timeout)
             # the consumer's own position also counts what it skips without handing it over
             # (transaction markers: a topic a transactional producer wrote ends with one)
             skipped = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}

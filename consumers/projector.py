@@ -20,17 +20,25 @@ record by record and dead-letters that record alone.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from confluent_kafka import Message
+from psycopg import sql
+from sqlalchemy.dialects import postgresql
 
 from consumers.loop import Item
+from nyc311.sealing import new_key, seal
 from nyc311.settings import Settings
 from schemas.serde import BY_TOPIC, DecodeError, Serde, registry_resolver
 from schemas.validate import validate
+from storage.models import Base
+
+log = logging.getLogger(__name__)
 
 GROUP_ID = "nyc311-projector"
 PROJECTED_EVENTS = ("request_created", "request_closed", "survey_sent", "survey_answered")
@@ -40,17 +48,21 @@ class _Table:
     """A projection table: its staging copy and its merge statement."""
 
     def __init__(self, name: str, columns: Sequence[str], key: str, newest_wins: bool,
-                 version: str, millis: str) -> None:
+                 version: str, millis: str, where: str = "") -> None:
         self.name, self.columns, self.key = name, tuple(columns), key
         cols = ", ".join(self.columns)
         # the event's time arrives as milliseconds since the epoch; the merge converts it
         select = ", ".join(f"to_timestamp({c}::float8 / 1000) AS {c}" if c == millis else c
                            for c in self.columns)
         self.stage = f"_stage_{name}"
-        self.create_stage = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
-            f"(LIKE {name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
-            f"ALTER TABLE {self.stage} ALTER COLUMN {millis} TYPE bigint USING NULL")
+        # column types from the model, not LIKE: LIKE needs SELECT on every column, and the
+        # projector's role may not read a sealed contact (storage/roles.py)
+        model = Base.metadata.tables[name].columns
+        types = ", ".join(f"{c} " + ("bigint" if c == millis else
+                                     model[c].type.compile(dialect=postgresql.dialect()))
+                          for c in self.columns)
+        self.create_stage = (f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({types}) "
+                             f"ON COMMIT DELETE ROWS")
         self.copy = f"COPY {self.stage} ({cols}) FROM STDIN"
         order = "DESC" if newest_wins else "ASC"
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c != key)
@@ -61,7 +73,7 @@ class _Table:
         )
         self.merge = (
             f"INSERT INTO {name} AS t ({cols}) "
-            f"SELECT DISTINCT ON ({key}) {select} FROM {self.stage} "
+            f"SELECT DISTINCT ON ({key}) {select} FROM {self.stage} s {where} "
             f"ORDER BY {key}, {version or 'event_id'} {order}, event_id {order} "
             f"ON CONFLICT ({key}) {conflict}; "
             f"DELETE FROM {self.stage}"  # the one-by-one fallback writes many times per transaction
@@ -72,8 +84,12 @@ REQUESTS = _Table("requests", ("request_id", "event_id", "created_at", "agency",
                                "complaint_type", "descriptor", "channel", "borough",
                                "incident_zip", "language", "has_contact"),
                   key="request_id", newest_wins=True, version="created_at", millis="created_at")
-CONTACTS = _Table("contacts", ("request_id", "event_id", "created_at", "email", "phone"),
-                  key="request_id", newest_wins=True, version="created_at", millis="created_at")
+# A contact is stored sealed, never in the clear; one whose request was erased is not stored again.
+_NOT_ERASED = ("WHERE NOT EXISTS (SELECT 1 FROM {vault}.contact_erasures e "
+               "WHERE e.request_id = s.request_id)")
+CONTACTS = _Table("contacts", ("request_id", "event_id", "created_at", "key_id", "sealed"),
+                  key="request_id", newest_wins=True, version="created_at", millis="created_at",
+                  where=_NOT_ERASED)
 CLOSURES = _Table("closures", ("event_id", "request_id", "closed_at", "status",
                                "resolution_description"),
                   key="event_id", newest_wins=True, version="", millis="closed_at")
@@ -87,21 +103,29 @@ ANSWERS = _Table("survey_answers", ("survey_id", "event_id", "request_id", "answ
 TABLES = (REQUESTS, CONTACTS, CLOSURES, SURVEYS, ANSWERS)
 
 
-Rows = list[tuple["_Table", tuple[Any, ...]]]
+class _Keys:
+    """Keys the projector made for contacts an upstream system sent in the clear: written to the
+    vault in the batch's transaction, beside the sealed contacts they open."""
+
+    name = "contact_keys"
+    create_stage = ("CREATE TEMP TABLE IF NOT EXISTS _stage_contact_keys (key_id uuid, "
+                    "request_id text, key bytea) ON COMMIT DELETE ROWS")
+    copy = "COPY _stage_contact_keys (key_id, request_id, key) FROM STDIN"
+    merge = ("INSERT INTO {vault}.contact_keys (key_id, request_id, key) "
+             "SELECT key_id, request_id, key FROM _stage_contact_keys s " + _NOT_ERASED + "; "
+             "DELETE FROM _stage_contact_keys")
+
+
+KEYS = _Keys()
+
+
+Rows = list[tuple["_Table | _Keys", tuple[Any, ...]]]
 
 
 def _rows(name: str, r: dict[str, Any]) -> Rows:
     """The table rows one event contributes."""
     if name == "request_created":
-        contact = r["contact"]
-        has_contact = bool(contact and (contact.get("email") or contact.get("phone")))
-        out: Rows = [(REQUESTS, (r["request_id"], r["event_id"], r["occurred_at"], r["agency"],
-                           r["agency_name"], r["complaint_type"], r["descriptor"], r["channel"],
-                           r["borough"], r["incident_zip"], r["language"], has_contact))]
-        if has_contact:
-            out.append((CONTACTS, (r["request_id"], r["event_id"], r["occurred_at"],
-                                   contact.get("email"), contact.get("phone"))))
-        return out
+        return _created_rows(r)
     if name == "request_closed":
         return [(CLOSURES, (r["event_id"], r["request_id"], r["occurred_at"], r["status"],
                             r["resolution_description"]))]
@@ -115,6 +139,28 @@ def _rows(name: str, r: dict[str, Any]) -> Rows:
     raise DecodeError(f"the projector does not project {name}")
 
 
+def _created_rows(r: dict[str, Any]) -> Rows:
+    """A request, and its contact sealed: as it came (``sealed_contact``) or, when an upstream
+    system sent it in the clear (``contact``), sealed here under a new key."""
+    sealed, contact = r.get("sealed_contact"), r["contact"]
+    email, phone = (contact.get("email"), contact.get("phone")) if contact else (None, None)
+    has_contact = sealed is not None or bool(email or phone)
+    out: Rows = [(REQUESTS, (r["request_id"], r["event_id"], r["occurred_at"], r["agency"],
+                             r["agency_name"], r["complaint_type"], r["descriptor"], r["channel"],
+                             r["borough"], r["incident_zip"], r["language"], has_contact))]
+    if sealed is not None:
+        key_id, ciphertext = sealed["key_id"], sealed["ciphertext"]
+    elif has_contact:
+        key, key_id = new_key(), str(uuid.uuid4())
+        ciphertext = seal(key, key_id, r["request_id"], email, phone)
+        out.append((KEYS, (key_id, r["request_id"], key)))
+    else:
+        return out
+    out.append((CONTACTS, (r["request_id"], r["event_id"], r["occurred_at"], key_id,
+                           ciphertext)))
+    return out
+
+
 class Projector:
     """The projector's handler for :class:`consumers.loop.ConsumeLoop`."""
 
@@ -126,12 +172,15 @@ class Projector:
         self._names = {settings.topic(topic): event.name for topic, event in BY_TOPIC.items()
                        if event.name in PROJECTED_EVENTS}
         self.topics: Sequence[str] = sorted(self._names)
+        vault = sql.Identifier(settings.vault_schema).as_string(None)
+        self._merges = [(table, table.merge.replace("{vault}", vault))
+                        for table in (*TABLES, KEYS)]
 
     def setup(self, conn: psycopg.Connection) -> None:
-        for table in TABLES:
+        for table in (*TABLES, KEYS):
             conn.execute(table.create_stage)
 
-    def decode(self, msg: Message) -> list[tuple[_Table, tuple[Any, ...]]]:
+    def decode(self, msg: Message) -> Rows:
         name = self._names.get(str(msg.topic()))
         if name is None:
             raise DecodeError(f"no event is projected from topic {msg.topic()}")
@@ -142,16 +191,21 @@ class Projector:
         return _rows(name, record)
 
     def write(self, conn: psycopg.Connection, items: list[Item]) -> None:
-        by_table: dict[_Table, list[tuple[Any, ...]]] = defaultdict(list)
+        by_table: dict[_Table | _Keys, list[tuple[Any, ...]]] = defaultdict(list)
         for item in items:
             for table, row in item.value:
                 by_table[table].append(row)
+        if by_table.get(KEYS):
+            log.warning("%d contacts arrived in the clear and were sealed here; their copies in "
+                        "the topic stay readable (docs/RUNBOOK.md, \"Residents' data\")",
+                        len(by_table[KEYS]))
         with conn.cursor() as cur:
-            for table in TABLES:  # fixed order: no lock-order deadlock between two projectors
+            # fixed order: no lock-order deadlock between two projectors
+            for table, merge in self._merges:
                 rows = by_table.get(table)
                 if not rows:
                     continue
                 with cur.copy(table.copy) as copy:
                     for row in rows:
                         copy.write_row(row)
-                cur.execute(table.merge)
+                cur.execute(merge)

@@ -8,6 +8,9 @@ turns on one interpreter lock (measured in benchmarks/README.md). The parent onl
   hand, commits it and leaves the group, as a single process does;
 - a worker that fails stops the others and the parent exits with an error, for the service
   manager to restart the whole (offsets live in PostgreSQL with the rows: nothing is lost);
+- a worker stopped with work it could not commit (the database away at SIGTERM or at
+  ``--max-seconds``) says so with exit status 75 (``EX_TEMPFAIL``): not a failure, the others
+  go on, and the run's totals count it as unfinished;
 - with ``until_caught_up`` each worker stops once its partitions have no lag; as workers
   leave, the group gives their partitions to the rest, which find them caught up and stop too;
 - with a metrics port P, worker i serves ``/metrics`` and ``/healthz`` on P + i;
@@ -22,6 +25,7 @@ import logging
 import multiprocessing
 import queue
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -42,13 +46,14 @@ class WorkerTotals:
     batches: int = 0
     dead_lettered: int = 0
     failed: int = 0  # workers that exited with an error
+    unfinished: int = 0  # workers stopped with uncommitted work (exit status EX_TEMPFAIL)
 
 
 def _projector_worker(index: int, settings: Settings, log_level: str, log_format: str | None,
                       until_caught_up: bool, max_seconds: float | None, metrics_port: int,
                       results: Any) -> None:
     """One worker: the projector's consume loop, in a process of its own."""
-    from consumers.loop import ConsumeLoop
+    from consumers.loop import EX_TEMPFAIL, ConsumeLoop
     from consumers.projector import GROUP_ID, Projector
     from nyc311.logs import setup_logging
 
@@ -62,6 +67,8 @@ def _projector_worker(index: int, settings: Settings, log_level: str, log_format
         serve_metrics(metrics_port + index, loop.is_ready, loop.metrics)
     stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     results.put((index, stats.records, stats.batches, stats.dead_lettered))
+    if stats.abandoned:
+        sys.exit(EX_TEMPFAIL)
 
 
 def _stop_with_parent() -> None:
@@ -110,7 +117,10 @@ def supervise(target: Callable[..., None], processes: int,
               args: tuple[Any, ...]) -> WorkerTotals:
     """Start ``target(index, *args, results)`` in ``processes`` spawned processes; pass stop
     signals on; stop them all when one fails. ``target`` puts (index, records, batches,
-    dead-lettered) on ``results`` when it ends normally."""
+    dead-lettered) on ``results`` when it ends normally (exit status 0, or ``EX_TEMPFAIL``
+    when it stopped with uncommitted work)."""
+    from consumers.loop import EX_TEMPFAIL
+
     ctx = multiprocessing.get_context("spawn")  # no inherited librdkafka threads or sockets
     results = ctx.Queue()
     workers = [ctx.Process(target=target, args=(i, *args, results), name=f"worker-{i}")
@@ -144,6 +154,9 @@ def supervise(target: Callable[..., None], processes: int,
             for sentinel in wait(list(running)):
                 worker = running.pop(sentinel)  # type: ignore[arg-type]
                 worker.join()
+                if worker.exitcode == EX_TEMPFAIL:  # stopped with work left: it said why
+                    totals.unfinished += 1
+                    continue
                 if worker.exitcode != 0 and totals.failed == 0:
                     log.error("%s (pid %s) exited with code %s: stopping the others",
                               worker.name, worker.pid, worker.exitcode)

@@ -16,6 +16,7 @@ import mailbox
 import random
 import re
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
@@ -48,6 +49,17 @@ def survey_link(message: Message) -> str | None:
     return None
 
 
+def wait_for_outbox(client: httpx.Client, base_url: str, seconds: float = 120) -> bool:
+    """Answers reach Kafka through the survey page's outbox: wait until it has sent them all,
+    so the projector run next sees every one."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.get(f"{base_url}/healthz").text.strip() == "ready: outbox empty":
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--maildir", required=True)
@@ -66,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         level = rng.choices(levels, weights)[0]
         form = {"satisfaction": level, "feedback": ""}
         if rng.random() < REOPEN_SHARE.get(level, 0.0):
-            form["reopen"] = "on"
+            form["reopen"] = "yes"  # the value of the form's checkbox
         if rng.random() < 0.3:
             form["feedback"] = rng.choice(FEEDBACK[level])
         plans.append((link, form))
@@ -86,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                 reopens += "reopen" in form
             else:
                 errors += 1
+        if plans and not wait_for_outbox(client, plans[0][0].split("/survey/")[0]):
+            print("the survey page's outbox did not empty: is Kafka up?", file=sys.stderr)
+            errors += 1
     total = sum(answered.values())
     print(f"answered {total:,} of {len(links):,} survey emails through the survey page "
           f"({reopens:,} asked for a reopen, {errors:,} errors)")

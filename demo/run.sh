@@ -22,27 +22,42 @@ export NYC311_SURVEY_BASE_URL=http://127.0.0.1:$WEB_PORT
 export SMTP_HOST=127.0.0.1 SMTP_PORT=$SMTP_PORT SMTP_STARTTLS=false
 export SMS_PROVIDER=sns AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$SNS_PORT AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+# The demo produces the whole month so far at once, as if it had happened live: survey every
+# closure of the month, not only those of the last NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS (7 days).
+export NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS=${NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS:-31}
 
 step() { printf '\n== %s ==\n' "$*"; }
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-wait_for_port() {  # port, name, log
+wait_for_port() {  # port, name, log, pid of our server
   for _ in $(seq 1 150); do
+    # ours must still run: a port answering while ours exited is another process's
+    if ! kill -0 "$4" 2>/dev/null; then break; fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "$2 did not start; its log:" >&2; cat "$3" >&2; exit 1
 }
 
+# A port taken by anything else (a mail catcher or SNS server left over from an earlier demo,
+# another program) stops the demo here, naming the port and the variable that picks another,
+# rather than letting it talk to a stale server. Kafka's and PostgreSQL's ports were checked by
+# `make services-up`.
+for check in "DEMO_SMTP_PORT $SMTP_PORT mail catcher" "DEMO_SNS_PORT $SNS_PORT SNS server" \
+             "DEMO_WEB_PORT $WEB_PORT survey page"; do
+  # shellcheck disable=SC2086 # variable, port, then the words of what it is for
+  bash services/services.sh check-port $check
+done
+
 rm -rf "$OUT" && mkdir -p "$OUT"  # the mail catcher creates the Maildir itself
 step "mail catcher (SMTP on $SMTP_PORT, into $OUT/mail), SNS-compatible server on $SNS_PORT"
 $BIN/python -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$OUT/mail" \
   >"$OUT/smtp.log" 2>&1 & pids+=($!)
 $BIN/python -m moto.server -H 127.0.0.1 -p "$SNS_PORT" >"$OUT/sns.log" 2>&1 & pids+=($!)
-wait_for_port "$SMTP_PORT" "mail catcher" "$OUT/smtp.log"
-wait_for_port "$SNS_PORT" "SNS server" "$OUT/sns.log"
+wait_for_port "$SMTP_PORT" "mail catcher" "$OUT/smtp.log" "${pids[0]}"
+wait_for_port "$SNS_PORT" "SNS server" "$OUT/sns.log" "${pids[1]}"
 
 step "migrate and create topics"
 $BIN/nyc311 db upgrade
@@ -70,8 +85,9 @@ print(f"text messages at the SNS server: {len(data.get('sns', {}).get('SMS', [])
 EOF
 
 step "survey page on $NYC311_SURVEY_BASE_URL; answering ${SHARE} of the emailed surveys"
+bash services/services.sh check-port DEMO_WEB_PORT "$WEB_PORT" survey page  # still free?
 $BIN/nyc311 survey-web --port "$WEB_PORT" >"$OUT/survey-web.log" 2>&1 & pids+=($!)
-wait_for_port "$WEB_PORT" "survey page" "$OUT/survey-web.log"
+wait_for_port "$WEB_PORT" "survey page" "$OUT/survey-web.log" "${pids[2]}"
 $BIN/python demo/answer_surveys.py --maildir "$OUT/mail" --share "$SHARE" --seed "$SEED"
 
 step "project the answers, forward the reopen requests"

@@ -112,6 +112,38 @@ def db_upgrade(obj: _Context, revision: str) -> None:
     click.echo(f"schema {obj.settings.db_schema!r} at revision {head}")
 
 
+@db.command("login")
+@click.argument("role", type=click.Choice(
+    ["nyc311_projector", "nyc311_dispatcher", "nyc311_survey_web", "nyc311_forwarder",
+     "nyc311_aggregator", "nyc311_purge", "nyc311_analyst"]))
+@click.argument("user")
+@click.option("--password-env", default="NYC311_LOGIN_PASSWORD", show_default=True,
+              help="Environment variable holding the password (never an argument).")
+@pass_ctx
+def db_login(obj: _Context, role: str, user: str, password_env: str) -> None:
+    """Create (or update) login USER as a member of ROLE, for one service's DATABASE_URL.
+
+    Run as the owner, after `nyc311 db upgrade` created the roles.
+    """
+    import os
+
+    from psycopg import sql
+
+    from storage.db import connection
+
+    password = os.environ.get(password_env, "")
+    if len(password) < 12:
+        raise click.ClickException(f"{password_env}: set it to a password of 12+ characters")
+    with connection(obj.settings) as conn:
+        conn.autocommit = True
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(user)))
+    click.echo(f"login {user!r} is a member of {role}")
+
+
 @db.command("summary")
 @pass_ctx
 def db_summary(obj: _Context) -> None:
@@ -120,7 +152,7 @@ def db_summary(obj: _Context) -> None:
     from storage.summary import summarize
 
     with connection(obj.settings) as conn:
-        click.echo(summarize(conn).render())
+        click.echo(summarize(conn, obj.settings.vault_schema).render())
 
 
 # -- topics ---------------------------------------------------------------------------------------
@@ -147,7 +179,7 @@ def topics_create(obj: _Context, partitions: int | None) -> None:
 
 
 @main.command("import-nyc-csv")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @pass_ctx
 def import_nyc_csv_cmd(obj: _Context, file: Path, progress: bool) -> None:
@@ -155,15 +187,31 @@ def import_nyc_csv_cmd(obj: _Context, file: Path, progress: bool) -> None:
 
     Every row is accounted for in the summary: imported, rejected (with reasons) or imported
     with an anomaly. Event ids are derived from the rows, so importing a file twice changes
-    nothing in the projection.
+    nothing in the projection. A file that is missing, a directory, empty, binary, not UTF-8,
+    not CSV or without the export's required columns is refused with one line saying why
+    (exit status 1) before anything is sent.
     """
     from nyc311.topics import ensure_topics, event_topics
-    from producers.nyc_csv import import_nyc_csv
+    from producers.nyc_csv import NycCsvFormatError, check_nyc_csv, import_nyc_csv
     from producers.producer import EventProducer
 
+    def refuse(exc: Exception) -> click.ClickException:
+        if isinstance(exc, IsADirectoryError):
+            return click.ClickException(f"{file} is a directory, not a CSV file")
+        if isinstance(exc, OSError):
+            return click.ClickException(f"cannot read {file}: {exc.strerror or exc}")
+        return click.ClickException(str(exc))
+
+    try:
+        check_nyc_csv(file)
+    except (NycCsvFormatError, OSError) as exc:
+        raise refuse(exc) from None
     ensure_topics(obj.settings, event_topics(obj.settings))
     with EventProducer(obj.settings) as producer:
-        summary = import_nyc_csv(file, producer, progress=progress)
+        try:
+            summary = import_nyc_csv(file, producer, progress=progress)
+        except (NycCsvFormatError, OSError) as exc:  # found deep inside the file
+            raise refuse(exc) from None
     click.echo(summary.render())
 
 
@@ -182,6 +230,8 @@ def simulate(obj: _Context, month: str, count: int, seed: int, until: datetime |
              progress: bool) -> None:
     """Produce a realistic month of NYC-like 311 traffic (created and closed events).
 
+    Contacts are sealed under keys kept in the vault (the database), as producers should.
+
     With --until, events after that instant are left out: the month so far, with the requests
     not closed by then still open.
     """
@@ -189,6 +239,7 @@ def simulate(obj: _Context, month: str, count: int, seed: int, until: datetime |
 
     from nyc311.topics import ensure_topics, event_topics
     from producers.producer import EventProducer
+    from producers.sealer import ContactSealer
     from producers.simulate import simulate_month
 
     try:
@@ -198,12 +249,12 @@ def simulate(obj: _Context, month: str, count: int, seed: int, until: datetime |
         raise click.BadParameter(str(exc), param_hint="--month") from None
     ensure_topics(obj.settings, event_topics(obj.settings))
     counts: dict[str, int] = {}
-    with EventProducer(obj.settings) as producer, \
+    with EventProducer(obj.settings) as producer, ContactSealer(obj.settings) as sealer, \
             tqdm(desc="events", unit="ev", disable=not progress, file=sys.stderr) as bar:
         if first is not None:
-            for name, record in itertools.chain([first], events):
-                if until is not None and record["occurred_at"] > until:
-                    continue
+            wanted = ((name, record) for name, record in itertools.chain([first], events)
+                      if until is None or record["occurred_at"] <= until)
+            for name, record in sealer.sealed(wanted):
                 producer.send(name, record)
                 counts[name] = counts.get(name, 0) + 1
                 bar.update()
@@ -225,23 +276,30 @@ def simulate(obj: _Context, month: str, count: int, seed: int, until: datetime |
 def publish(obj: _Context, month: str, out: str, as_of: datetime | None) -> None:
     """Publish the four monthly tables and the website for MONTH (§23-306 d).
 
-    Aggregates in PostgreSQL into the `published` schema; when the numbers are the same as the
-    month's published revision, the files come out identical; when late events changed them, a
-    new revision is published and its page lists what changed.
+    Aggregates in PostgreSQL into the projection's publication schema (`published` for the
+    default projection nyc311, <NYC311_DB_SCHEMA>_published for another); when the numbers are
+    the same as the month's published revision, the files come out identical; when late events
+    changed them, a new revision is published and its page lists what changed. A folder or S3
+    prefix holds one projection's site (marker file .nyc311-publication.json): publishing
+    another projection there is refused.
     """
     from reports.aggregate import MonthError
-    from reports.output import write_site
-    from reports.publish import publish_month
+    from reports.output import claim_site, write_site
+    from reports.publish import PublicationError, publish_month
+    from reports.s3 import PublishError
     from storage.db import connection
 
     settings = obj.settings
     with connection(settings) as conn:
         conn.autocommit = True
         try:
-            pub, new = publish_month(conn, month, as_of)
+            claim_site(settings, conn, out)
+            pub, new = publish_month(conn, month, as_of, schema=settings.published_schema)
+            summary = write_site(settings, conn, out)
         except MonthError as exc:
             raise click.BadParameter(str(exc), param_hint="--month") from None
-        summary = write_site(settings, conn, out)
+        except (PublicationError, PublishError) as exc:
+            raise click.ClickException(str(exc)) from None
     state = "new revision" if new else "unchanged, revision"
     click.echo(f"{month}: {state} {pub.revision} (as of {pub.as_of.isoformat()}): "
                + ", ".join(f"{name} {len(rows):,} rows" for name, rows in pub.tables.items()))
@@ -268,11 +326,14 @@ def lag(obj: _Context, groups: tuple[str, ...], as_json: bool, watch: bool, inte
     """Lag and status of every consumer group: does each consumer keep up?
 
     Per partition: Kafka's committed offset, the log-end offset and the lag, as
-    kafka-consumer-groups --describe prints them ("-": no committed offset), the age in seconds
-    of the oldest unconsumed record, and a status after LinkedIn Burrow's rules: OK, WARN (lag
-    not shrinking while offsets move), STALL (a consumer owns it, offset stuck, lag > 0), STOP
-    (nobody owns it, offset stuck, lag > 0), ERR (committed beyond the log end, offset moved
-    back, group missing). A group's status is its worst partition's. A one-shot run takes
+    kafka-consumer-groups --describe prints them, the age in seconds of the oldest unconsumed
+    record, and a status after LinkedIn Burrow's rules: OK, WARN (lag not shrinking while
+    offsets move), STALL (a consumer owns it, offset stuck, lag > 0: alive but stuck, e.g.
+    retrying its batch while the database is down), STOP (nobody owns it, offset stuck, lag >
+    0), ERR (committed beyond the log end, offset moved back, group missing). Unlike Kafka's
+    tool, every partition of the topics a group reads is shown: one it never committed ("-")
+    has as lag its backlog from the log start, where the group will read, and is counted and
+    judged like the others. A group's status is its worst partition's. A one-shot run takes
     --window samples --interval seconds apart (default 3 samples 1 s apart, about 2 s) to judge
     movement; exit status 1 when a --group does not exist.
     """
@@ -289,7 +350,12 @@ def lag(obj: _Context, groups: tuple[str, ...], as_json: bool, watch: bool, inte
 
 @main.group()
 def run() -> None:
-    """Run a long-lived service (stops cleanly on SIGTERM or Ctrl-C)."""
+    """Run a long-lived service (stops cleanly on SIGTERM or Ctrl-C).
+
+    A consumer stopped (SIGTERM, Ctrl-C, --max-seconds) while the database or the dead-letter
+    queue is unavailable leaves the batch in hand uncommitted, to be read again on the next
+    start, says so in one log line and exits with status 75 (EX_TEMPFAIL).
+    """
 
 
 def _metrics_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -316,8 +382,37 @@ def _consumer_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--until-caught-up", is_flag=True,
         help="Stop once every assigned partition has no lag (batch jobs, demos).")(func)
     func = click.option("--max-seconds", type=float, default=None,
-                        help="Stop after this many seconds at the latest.")(func)
+                        help="Stop after this many seconds at the latest, within seconds even "
+                             "while the database or Kafka is unavailable (exit status 75 when "
+                             "work was left uncommitted: it is read again on the next "
+                             "start).")(func)
     return _metrics_option(func)
+
+
+def _ensure_topics(settings: Settings, max_seconds: float | None) -> None:
+    """Create the topics a consumer needs, as it starts; Kafka unreachable is a clear error
+    (within --max-seconds when it is shorter than the usual 30 s), not a traceback."""
+    from confluent_kafka import KafkaException
+
+    from nyc311.topics import all_topics, ensure_topics
+
+    timeout = 30.0 if max_seconds is None else max(1.0, min(30.0, max_seconds))
+    try:
+        ensure_topics(settings, all_topics(settings), timeout=timeout)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        raise click.ClickException(
+            f"Kafka unavailable at {settings.kafka_bootstrap_servers}: "
+            f"{getattr(error, 'str', lambda: str(error))()}") from None
+
+
+def _exit_unfinished(unfinished: bool) -> None:
+    """Exit status 75 (EX_TEMPFAIL) for a consumer that stopped with uncommitted work (its log
+    said why); nothing is lost, the work is read again on the next start."""
+    if unfinished:
+        from consumers.loop import EX_TEMPFAIL
+
+        sys.exit(EX_TEMPFAIL)
 
 
 @run.command("projector")
@@ -333,10 +428,9 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
     """Project request and survey events into PostgreSQL (group nyc311-projector)."""
     from consumers.loop import ConsumeLoop
     from consumers.projector import GROUP_ID, Projector
-    from nyc311.topics import all_topics, ensure_topics
 
     settings = obj.settings
-    ensure_topics(settings, all_topics(settings))
+    _ensure_topics(settings, max_seconds)
     if processes > 1:
         from consumers.workers import run_projector_processes
 
@@ -347,6 +441,7 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
                    f"{totals.dead_lettered:,} dead-lettered ({processes} processes)")
         if totals.failed:
             raise click.ClickException(f"{totals.failed} of {processes} workers failed")
+        _exit_unfinished(totals.unfinished > 0)
         return
     loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
     loop.install_signal_handlers()
@@ -354,6 +449,7 @@ def run_projector(obj: _Context, until_caught_up: bool, max_seconds: float | Non
     stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds)
     click.echo(f"projector: {stats.records:,} records in {stats.batches:,} batches, "
                f"{stats.dead_lettered:,} dead-lettered")
+    _exit_unfinished(bool(stats.abandoned))
 
 
 @run.command("dispatcher")
@@ -364,14 +460,14 @@ def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | No
     """Send a survey for every closure of a request with a contact (group nyc311-dispatcher).
 
     Email goes through SMTP_HOST, SMS through Amazon SNS (SMS_PROVIDER); the link points at
-    NYC311_SURVEY_BASE_URL and is signed with NYC311_SURVEY_SECRET. With --until-caught-up it
-    stops once no lag is left and no survey is due now.
+    NYC311_SURVEY_BASE_URL and is signed with NYC311_SURVEY_SECRET, or, in a text message, is a
+    short link (NYC311_SURVEY_BASE_URL/s/<id>, kept in survey_links) so the text fits one SMS
+    segment. With --until-caught-up it stops once no lag is left and no survey is due now.
     """
     from consumers.channels import channels_from_settings
     from consumers.dispatcher import GROUP_ID, Dispatcher
     from consumers.loop import ConsumeLoop
     from nyc311.settings import SettingsError
-    from nyc311.topics import all_topics, ensure_topics
 
     settings = obj.settings
     if not channels_from_settings(settings):
@@ -380,20 +476,22 @@ def run_dispatcher(obj: _Context, until_caught_up: bool, max_seconds: float | No
         dispatcher = Dispatcher(settings, functools.partial(channels_from_settings, settings))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    ensure_topics(settings, all_topics(settings))
+    _ensure_topics(settings, max_seconds)
     loop = ConsumeLoop(settings, GROUP_ID, dispatcher, metrics=dispatcher.metrics)
     loop.install_signal_handlers()
     _serve_metrics(metrics_port, loop.is_ready, loop.metrics)
     try:
-        loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds,
-                 on_tick=dispatcher.tick)
+        stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds,
+                         on_tick=dispatcher.tick)
     finally:
         dispatcher.close()
     s = dispatcher.stats
     click.echo(f"dispatcher: {s.sent:,} surveys sent "
                f"({', '.join(f'{k} {v:,}' for k, v in sorted(s.by_channel.items())) or 'none'}), "
-               f"{s.no_contact:,} closures without a contact, {s.failed:,} failed, "
+               f"{s.no_contact:,} closures without a contact, {s.too_old:,} too old, "
+               f"{s.failed:,} failed, "
                f"{s.retried:,} retries scheduled")
+    _exit_unfinished(bool(stats.abandoned))
 
 
 @run.command("reopen-forwarder")
@@ -404,16 +502,17 @@ def run_reopen_forwarder(obj: _Context, until_caught_up: bool, max_seconds: floa
     """Forward every answer that asks for a reopen to nyc311.reopen-requested, keyed by agency."""
     from consumers.loop import ConsumeLoop
     from consumers.reopen_forwarder import GROUP_ID, ReopenForwarder
-    from nyc311.topics import all_topics, ensure_topics
 
     settings = obj.settings
-    ensure_topics(settings, all_topics(settings))
+    _ensure_topics(settings, max_seconds)
     forwarder = ReopenForwarder(settings)
     loop = ConsumeLoop(settings, GROUP_ID, forwarder, metrics=forwarder.metrics)
     loop.install_signal_handlers()
     _serve_metrics(metrics_port, loop.is_ready, loop.metrics)
-    loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds, on_tick=forwarder.tick)
+    stats = loop.run(until_caught_up=until_caught_up, max_seconds=max_seconds,
+                     on_tick=forwarder.tick)
     click.echo(f"reopen forwarder: {forwarder.stats.forwarded:,} reopen requests forwarded")
+    _exit_unfinished(bool(stats.abandoned))
 
 
 @run.command("aggregator")
@@ -431,7 +530,9 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
     """Publish the preceding month on the 1st of every month (New York time).
 
     On start it catches up on any month that came due while it was down; then it sleeps until
-    the next 1st. Stops cleanly on SIGTERM or Ctrl-C.
+    the next 1st. Stops cleanly on SIGTERM or Ctrl-C. Like `nyc311 publish`, it publishes into
+    the projection's own publication schema and refuses a target that holds another
+    projection's site.
     """
     import signal
     import threading
@@ -444,8 +545,8 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
         Metrics,
         database_health,
     )
-    from reports.output import write_site
-    from reports.publish import publish_month, published_months
+    from reports.output import claim_site, write_site
+    from reports.publish import PublicationError, publish_month, published_months
     from reports.schedule import preceding_month, run_scheduler
     from storage.db import connection
 
@@ -464,7 +565,8 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
         try:
             with connection(settings) as conn:
                 conn.autocommit = True
-                pub, new = publish_month(conn, month)
+                claim_site(settings, conn, target)
+                pub, new = publish_month(conn, month, schema=settings.published_schema)
                 summary = write_site(settings, conn, target)
         except Exception:
             metrics.publication(PUBLISH_FAILED)
@@ -474,14 +576,115 @@ def run_aggregator(obj: _Context, once: bool, at_text: str | None, out: str | No
                  "new" if new else "unchanged", summary, extra={"month": month})
 
     if once:
-        publish_one(preceding_month(datetime.now(UTC)))
+        try:
+            publish_one(preceding_month(datetime.now(UTC)))
+        except PublicationError as exc:
+            raise click.ClickException(str(exc)) from None
         return
     with connection(settings) as conn:
-        done = published_months(conn)
+        done = published_months(conn, schema=settings.published_schema)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     run_scheduler(publish_one, at, stop=stop, last_published=done[0] if done else None)
+
+
+@run.command("privacy-purge")
+@click.option("--once", is_flag=True,
+              help="Erase what is due now and exit (for cron or a Kubernetes CronJob).")
+@click.option("--every", type=click.FloatRange(min=1), default=None,
+              help="Seconds between runs (default: NYC311_PURGE_INTERVAL).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: on a terminal).")
+@_metrics_option
+@pass_ctx
+def run_privacy_purge(obj: _Context, once: bool, every: float | None, progress: bool | None,
+                      metrics_port: int) -> None:
+    """Erase residents' contacts once the survey no longer needs them.
+
+    A contact is due NYC311_CONTACT_RETENTION_DAYS after its request's last survey was sent (or
+    settled without one), after its last closure when no survey was queued, or, for a request
+    never closed, NYC311_CONTACT_MAX_OPEN_DAYS after creation. Erasing destroys the contact's
+    keys in the vault, which makes every copy unreadable (the projection, the topics, their
+    dead-letter queues) and removes the projected copy; each run prints what it erased and what
+    is still held. Stops cleanly on SIGTERM or Ctrl-C.
+    """
+    import signal
+    import threading
+
+    from tqdm import tqdm
+
+    from nyc311.metrics import Metrics, database_health
+    from storage.db import connection
+    from storage.vault import purge
+
+    settings = obj.settings
+    metrics = Metrics("privacy-purge")
+    _serve_metrics(metrics_port, lambda: database_health(settings), metrics)
+    show = sys.stderr.isatty() if progress is None else progress
+
+    def purge_once() -> None:
+        with connection(settings) as conn, \
+                tqdm(desc="requests erased", unit="req", disable=not show, file=sys.stderr) as bar:
+            conn.autocommit = True
+
+            def step(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done)
+
+            report = purge(conn, settings, progress=step)
+        metrics.contacts_purged(report.requests, report.held, report.oldest_days)
+        click.echo(f"privacy-purge: {report.render()}")
+
+    if once:
+        purge_once()
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    interval = every or settings.purge_interval
+    while not stop.is_set():
+        try:
+            purge_once()
+        except Exception:  # the database may be away: say so, and try again next time
+            log.exception("privacy-purge: this run failed; trying again in %.0f s", interval)
+        stop.wait(interval)
+
+
+@main.group()
+def privacy() -> None:
+    """Residents' contacts: erase one person's on request."""
+
+
+@privacy.command("erase")
+@click.option("--request-id", "request_ids", multiple=True,
+              help="Erase the contact given with this request (repeatable).")
+@click.option("--contacts-from", type=click.File("r", encoding="utf-8"), default=None,
+              help="Erase every request whose contact is one of the email addresses or phone "
+                   "numbers in this file, one a line ('-': standard input). Read from a file so "
+                   "the contact stays out of shell history and process lists.")
+@click.option("--dry-run", is_flag=True, help="Count what would be erased; erase nothing.")
+@pass_ctx
+def privacy_erase(obj: _Context, request_ids: tuple[str, ...], contacts_from: Any,
+                  dry_run: bool) -> None:
+    """Erase contacts now, whatever the retention: the keys are destroyed (every copy becomes
+    unreadable) and the request is recorded as erased, so no replay brings the contact back."""
+    from storage.db import connection
+    from storage.vault import erase, find_requests
+
+    if not request_ids and contacts_from is None:
+        raise click.UsageError("give --request-id or --contacts-from")
+    with connection(obj.settings) as conn:
+        conn.autocommit = True
+        ids = set(request_ids)
+        if contacts_from is not None:
+            ids.update(find_requests(conn, obj.settings, contacts_from.read().splitlines()))
+        if dry_run:
+            click.echo(f"would erase the contacts of {len(ids):,} requests")
+            return
+        keys, contacts = erase(conn, obj.settings, sorted(ids), "request") if ids else (0, 0)
+    click.echo(f"erased the contacts of {len(ids):,} requests ({keys:,} keys destroyed, "
+               f"{contacts:,} projected contacts removed)")
 
 
 @run.command("lag-exporter")
@@ -505,7 +708,9 @@ def run_lag_exporter(obj: _Context, host: str, port: int, interval: float, windo
     kafka_consumergroup_group_offset, _lag, _lag_seconds, _max_lag, _max_lag_seconds, _sum_lag,
     _topic_sum_lag, kafka_partition_latest_offset and _earliest_offset, plus
     nyc311_consumergroup_status per group (0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERR; see `nyc311
-    lag --help`). /healthz is 503 when no sample succeeded lately. Stops cleanly on SIGTERM.
+    lag --help`). A partition a group never committed has no _group_offset series, but its lag
+    is its backlog from the log start, counted in the sums. /healthz is 503 when no sample
+    succeeded lately. Stops cleanly on SIGTERM.
     """
     from nyc311.lag_exporter import LagExporter, serve
 
@@ -566,7 +771,9 @@ def dlq_replay(obj: _Context, topic: str, dry_run: bool, error_classes: tuple[st
     What was replayed is remembered (topic nyc311.dlq-replays, written in the same Kafka
     transaction as the records; consumer group nyc311-dlq-replay keeps the position), so a
     second run, or a run after a crash, replays nothing twice. A record that fails again is
-    dead-lettered again, with new headers and a replay_of header.
+    dead-lettered again, with new headers and a replay_of header. A truncated copy (a record
+    too large for its DLQ, kept with its original size and SHA-256) is refused, never replayed
+    as if it were the record; each refusal is printed with where the record itself is.
     """
     from consumers.dlq_tools import DlqError, replay
 
@@ -577,6 +784,8 @@ def dlq_replay(obj: _Context, topic: str, dry_run: bool, error_classes: tuple[st
         raise click.ClickException(str(exc)) from None
     for letter in result.records:
         click.echo(letter.render())
+    for line in result.refusals():
+        click.echo(line, err=True)
     click.echo(result.render())
 
 
@@ -593,10 +802,12 @@ def rebuild(obj: _Context, yes: bool, wait_seconds: float, progress: bool) -> No
     projector keeps running. The live projector must be STOPPED for the switch: once caught up,
     the rebuild waits (--wait) until group nyc311-projector has no member, then in one
     transaction renames the live schema to <schema>_old_<timestamp> and the new one to the live
-    name, moving the survey tables (survey_dispatch, survey_submissions, reopen_forwards) and
-    the other services' offsets across unchanged. Start the projector again afterwards: it
-    resumes where the rebuild stopped. The dispatcher, reopen forwarder and survey page may keep
-    running. The published schema is not touched. The old schema is kept until you drop it.
+    name, moving the survey tables (survey_dispatch, survey_submissions, survey_answer_outbox,
+    survey_links, reopen_forwards) and the other services' offsets across unchanged. Start the
+    projector again afterwards: it resumes where the rebuild stopped. The dispatcher, reopen
+    forwarder and survey page may keep running. The projection's publication schema is not
+    touched, and the rebuilt projection publishes into it as before. The old schema is kept
+    until you drop it.
     """
     from storage.rebuild import RebuildError
     from storage.rebuild import rebuild as run_rebuild
@@ -618,7 +829,16 @@ def rebuild(obj: _Context, yes: bool, wait_seconds: float, progress: bool) -> No
 @click.option("--port", type=click.IntRange(1, 65535), default=8311, show_default=True)
 @pass_ctx
 def survey_web(obj: _Context, host: str, port: int) -> None:
-    """Serve the survey page (the links in survey emails and texts point here)."""
+    """Serve the survey page (the links in survey emails and texts point here).
+
+    Signed links (/survey/<token>, in emails) and short links (/s/<id>, in texts) show the same
+    form. An answer is stored in PostgreSQL with its SurveyAnswered event (the outbox) in one
+    short transaction; a thread of this process produces the stored events to Kafka, so answers
+    given while Kafka is down are accepted and sent once it is back. /healthz is 503 when
+    PostgreSQL does not answer or an answer has waited longer than NYC311_SURVEY_OUTBOX_MAX_AGE;
+    /metrics has nyc311_outbox_backlog. SIGTERM: finishes the requests in hand, relays what is
+    due for up to 10 s, stops.
+    """
     from nyc311.settings import SettingsError
     from producers.survey_web import serve
 

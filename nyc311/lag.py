@@ -8,9 +8,17 @@ committed offsets and the lag *did* over the window, not how big the lag is.
 The numbers are the ones ``kafka-consumer-groups --describe`` prints: Kafka's committed offset
 for the group (the consume loop commits there after each PostgreSQL transaction, so lag tools
 see the group; PostgreSQL stays the source of truth), the log-end offset (high watermark), and
-their difference; a partition without a committed offset shows ``-``. Lag in seconds is the age
-of the oldest unconsumed record, read at the committed offset by a short-lived consumer that
-joins no group and commits nothing.
+their difference. Lag in seconds is the age of the oldest unconsumed record, read at the
+committed offset by a short-lived consumer that joins no group and commits nothing.
+
+One departure from Kafka's tool, which leaves out (or shows ``-`` for) the partitions a group
+never committed: those are counted too. A group reads every partition of the topics it
+consumes, and one it never committed from its earliest offset, so its lag there is the whole
+backlog, log end minus log start; it is shown, summed and judged like any other (a stopped
+projector's backlog is all of it, not only the partitions it happened to commit). The topics a
+group consumes are those it committed or its members own, and, for the pipeline's own groups,
+the ones it is built to read (:data:`GROUP_TOPICS`), so a group that never committed one of its
+topics is still accountable for it.
 
 :func:`evaluate` is pure (samples in, verdict out), so the rules are tested without a broker.
 """
@@ -37,6 +45,15 @@ __all__ = ["GroupLag", "LagMonitor", "Member", "PartitionLag", "Sample", "Status
            "Window", "evaluate", "record_timestamps"]
 
 PROBE_GROUP = "nyc311-lag-probe"  # required by librdkafka; the probe never joins nor commits
+
+# The topics each of the pipeline's consumer groups reads (contract names, without the prefix);
+# tests/nyc311/test_lag.py checks them against the consumers themselves.
+GROUP_TOPICS: dict[str, tuple[str, ...]] = {
+    "nyc311-projector": ("nyc311.request-closed", "nyc311.request-created",
+                         "nyc311.survey-answered", "nyc311.survey-sent"),
+    "nyc311-dispatcher": ("nyc311.request-closed",),
+    "nyc311-reopen-forwarder": ("nyc311.survey-answered",),
+}
 
 
 # -- what a report holds -------------------------------------------------------------------------
@@ -87,6 +104,12 @@ class GroupLag:
     @property
     def has_committed_offsets(self) -> bool:
         return any(p.committed is not None for p in self.partitions)
+
+    @property
+    def uncommitted_backlog(self) -> int:
+        """The lag of the partitions the group never committed (counted from the log start)."""
+        return sum(p.lag for p in self.partitions
+                   if p.committed is None and p.lag is not None and p.lag > 0)
 
     @property
     def sum_lag(self) -> int:
@@ -166,22 +189,44 @@ class LagMonitor:
         ids = self.group_ids()
         infos = self._describe(ids)
         committed = self._committed(ids, infos)
-        partitions = sorted({tp for offsets in committed.values() for tp in offsets}
-                            | {tp for info in infos.values() for tp in info.owners})
+        layout = self._topic_partitions()
+        per_group = {group: self._group_partitions(group, committed[group], infos[group], layout)
+                     for group in ids}
+        partitions = sorted({tp for tps in per_group.values() for tp in tps})
         self._log_end = self._list_offsets(partitions, OffsetSpec.latest())
         self._log_start = self._list_offsets(partitions, OffsetSpec.earliest())
         seen: set[tuple[str, str, int]] = set()
         for group in ids:
             info = infos[group]
-            for tp in sorted(set(committed[group]) | set(info.owners)):
+            for tp in per_group[group]:
                 key = (group, *tp)
                 seen.add(key)
                 window = self._windows.setdefault(key, Window(self.window_size))
                 window.add(Sample(at, committed[group].get(tp), self._log_end.get(tp),
-                                  tp in info.owners))
+                                  tp in info.owners, self._log_start.get(tp)))
         for key in set(self._windows) - seen:  # gone from the group: forget its history
             del self._windows[key]
         self._groups = infos
+
+    def _topic_partitions(self) -> dict[str, list[int]]:
+        """Every topic's partitions, from one metadata request."""
+        meta = self.admin.list_topics(timeout=self.timeout)
+        return {name: sorted(t.partitions) for name, t in meta.topics.items()
+                if t.error is None}
+
+    def _group_partitions(self, group: str, committed: dict[TP, int | None], info: _GroupInfo,
+                          layout: dict[str, list[int]]) -> list[TP]:
+        """Every partition of every topic the group consumes: the topics it committed, its
+        members own, or (the pipeline's own groups) it is built to read."""
+        own = set(committed) | set(info.owners)
+        topics = {t for t, _ in own}
+        prefix = self.settings.topic_prefix
+        if info.exists and group.startswith(prefix):
+            topics.update(self.settings.topic(t)
+                          for t in GROUP_TOPICS.get(group[len(prefix):], ()))
+        for topic in topics:
+            own.update((topic, p) for p in layout.get(topic, ()))
+        return sorted(own)
 
     def report(self, lag_seconds: bool = True) -> list[GroupLag]:
         """The groups as of the latest sample, each partition judged over its window."""
@@ -211,13 +256,17 @@ class LagMonitor:
             result.status, result.reason = Status.ERR, info.error
         elif not info.exists:
             result.status, result.reason = Status.ERR, "group not found"
-        elif not result.has_committed_offsets:
-            result.reason = "no committed offsets (nothing to judge yet)"
         else:
-            worst = max(parts, key=lambda p: (p.status, p.lag or 0))
-            result.status = worst.status
-            result.reason = (f"{worst.topic}[{worst.partition}]: {worst.reason}"
-                             if worst.status > Status.OK else "every partition keeps up")
+            worst = max(parts, key=lambda p: (p.status, p.lag or 0), default=None)
+            if worst is not None and worst.status > Status.OK:
+                result.status = worst.status
+                result.reason = f"{worst.topic}[{worst.partition}]: {worst.reason}"
+            elif not result.has_committed_offsets:
+                backlog = result.uncommitted_backlog
+                result.reason = "no committed offsets yet" + (
+                    f"; {backlog} record(s) to read from the log start" if backlog else "")
+            else:
+                result.reason = "every partition keeps up"
         return result
 
     def _describe(self, ids: list[str]) -> dict[str, _GroupInfo]:
@@ -279,12 +328,13 @@ class LagMonitor:
         return out
 
     def _ages(self) -> dict[tuple[str, str, int], float]:
-        """Age of the record at each lagging partition's committed offset, per group."""
+        """Age of the record at each lagging partition's position (committed offset, else log
+        start), per group."""
         wanted: dict[tuple[str, str, int], tuple[TP, int, float]] = {}
         for key, window in self._windows.items():
             last = window.latest
-            if last.committed is not None and last.lag is not None and last.lag > 0:
-                wanted[key] = ((key[1], key[2]), last.committed, last.at)
+            if last.position is not None and last.lag is not None and last.lag > 0:
+                wanted[key] = ((key[1], key[2]), last.position, last.at)
         stamps = record_timestamps(self.settings, {(tp, off) for tp, off, _ in wanted.values()},
                                    timeout=self.timeout)
         return {key: max(0.0, at - stamps[(tp, off)])

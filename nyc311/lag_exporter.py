@@ -8,6 +8,10 @@ own, ``nyc311_consumergroup_status``, carries the Burrow-style status (0 OK, 1 W
 Samples are taken every ``--interval`` seconds in the main thread; each scrape reads the latest
 report, so a group or partition that disappears takes its series with it, and a failed sample
 clears them all (no stale numbers) and turns ``/healthz`` to 503 until the next good one.
+
+A partition the group never committed has no ``_group_offset`` series, but its lag (log end
+minus log start: the backlog the group will read) is exported and counted in ``_sum_lag``,
+``_topic_sum_lag`` and ``_max_lag`` (:mod:`nyc311.lag`), where kafka-lag-exporter leaves it out.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ class LagCollector(Collector):
         partitions_seen: set[tuple[str, int]] = set()
         for g in groups:
             status.add_metric([c, g.group], int(g.status))
-            if not g.has_committed_offsets:
+            if not g.exists or not g.partitions:
                 continue
             simple = "true" if g.simple else "false"
             max_lag.add_metric([c, g.group, simple], g.max_lag)
@@ -104,12 +108,11 @@ class LagCollector(Collector):
                         latest.add_metric([c, p.topic, str(p.partition)], p.log_end)
                     if p.log_start is not None:
                         earliest.add_metric([c, p.topic, str(p.partition)], p.log_start)
-                if p.committed is None:
-                    continue
                 m = p.member
                 labels = [c, g.group, p.topic, str(p.partition), m.host if m else UNKNOWN,
                           m.consumer_id if m else UNKNOWN, m.client_id if m else UNKNOWN]
-                offset.add_metric(labels, p.committed)
+                if p.committed is not None:
+                    offset.add_metric(labels, p.committed)
                 if p.lag is not None:
                     lag.add_metric(labels, p.lag)
                     per_topic[p.topic] = per_topic.get(p.topic, 0) + max(0, p.lag)

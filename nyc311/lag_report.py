@@ -2,8 +2,11 @@
 
 The table has the columns of ``kafka-consumer-groups --describe`` (so numbers can be compared
 with Kafka's own tool line by line) plus the lag in seconds and a status per partition, under
-one status line per group. A one-shot run samples a few times before it answers, because the
-status judges movement, which one sample cannot show.
+one status line per group. Where the group never committed a partition, CURRENT-OFFSET is ``-``
+as in Kafka's tool but LAG is the partition's backlog from its log start, which the group will
+read, and is counted in the group's total (a note under the table says so). A one-shot run
+samples a few times before it answers, because the status judges movement, which one sample
+cannot show.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def _cell(value: object) -> str:
 def _row(p: PartitionLag) -> tuple[str, ...]:
     m = p.member
     seconds = None if p.lag_seconds is None else f"{p.lag_seconds:.1f}"
-    status = p.status.name if p.committed is not None else "-"
+    status = p.status.name if p.committed is not None or p.lag is not None else "-"
     return (p.topic, str(p.partition), _cell(p.committed), _cell(p.log_end), _cell(p.lag),
             _cell(seconds), status, _cell(m and m.consumer_id), _cell(m and m.host),
             _cell(m and m.client_id))
@@ -65,6 +68,10 @@ def render_text(groups: Sequence[GroupLag], sampled_at: datetime | None = None) 
         widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
+        backlog = g.uncommitted_backlog
+        if backlog:
+            lines.append(f"  CURRENT-OFFSET -: never committed; LAG counts from the log start, "
+                         f"where the group will read ({backlog} record(s) of the total)")
     return "\n".join(lines)
 
 

@@ -6,11 +6,19 @@ the lag *did* over the last few samples says whether the consumer keeps up (Link
 "Consumer Lag Evaluation Rules"). Kept apart from the Kafka code so every rule is tested with
 plain numbers.
 
-One departure from Burrow: it tells STOP (the consumer no longer commits) from STALL (it commits
-the same offset again and again) by the commit timestamps it reads from ``__consumer_offsets``.
-The OffsetFetch API returns no timestamp, so group membership is the signal used instead: a
-live member that owns the partition is a consumer still polling (STALL); no owner during the
-whole window is a consumer that stopped (STOP).
+Two departures from Burrow:
+
+- it tells STOP (the consumer no longer commits) from STALL (it commits the same offset again
+  and again) by the commit timestamps it reads from ``__consumer_offsets``. The OffsetFetch API
+  returns no timestamp, so group membership is the signal used instead: a live member that owns
+  the partition is a consumer still polling (STALL); no owner during the whole window is a
+  consumer that stopped (STOP). A consumer stuck on its batch keeps polling and heartbeating,
+  so it keeps its partitions: its offsets do not move while the batch it holds keeps the lag
+  above zero, and it shows as STALL.
+- a partition the group never committed is judged from its earliest offset (the log start),
+  where the group will start reading (``auto.offset.reset=earliest``): its lag is its whole
+  backlog, not "unknown", so a consumer stuck on its very first batch is STALL and a stopped one
+  STOP, instead of "nothing to judge".
 """
 
 from __future__ import annotations
@@ -40,12 +48,19 @@ class Sample:
     committed: int | None  # Kafka's committed offset for the group; None: never committed
     log_end: int | None  # high watermark; None: the partition could not be read
     owned: bool = False  # a live member of the group has the partition assigned
+    log_start: int | None = None  # earliest offset; where a group that never committed starts
+
+    @property
+    def position(self) -> int | None:
+        """Where the group reads next: its committed offset, else the log start."""
+        return self.committed if self.committed is not None else self.log_start
 
     @property
     def lag(self) -> int | None:
-        if self.committed is None or self.log_end is None:
+        position = self.position
+        if position is None or self.log_end is None:
             return None
-        return self.log_end - self.committed
+        return self.log_end - position
 
 
 @dataclass(frozen=True)
@@ -57,16 +72,17 @@ class Verdict:
 def evaluate(samples: Sequence[Sample]) -> Verdict:
     """Burrow's rules over a window of samples of one partition, oldest first.
 
-    In order: no committed offset yet → OK (nothing to judge, as Burrow); the log end cannot be
-    read, or the committed offset is beyond it → ERR; lag zero now or at any sample of the
-    window → OK (an idle partition is never an alarm); committed offset moved backwards → ERR
-    (Burrow's REWIND); offset unchanged over the window with lag → STOP if no live member owned
-    the partition during the window, else STALL; offsets moving while the lag never shrinks →
-    WARN; otherwise OK.
+    The position judged is the committed offset, or the log start where the group never
+    committed. In order: no position known (never committed, log start unknown) → OK (nothing
+    to judge, as Burrow); the log end cannot be read, or the committed offset is beyond it →
+    ERR; lag zero now or at any sample of the window → OK (an idle partition is never an
+    alarm); committed offset moved backwards → ERR (Burrow's REWIND); position unchanged over
+    the window with lag → STOP if no live member owned the partition during the window, else
+    STALL; positions moving while the lag never shrinks → WARN; otherwise OK.
     """
     window = list(samples)
-    for i in range(len(window) - 1, -1, -1):  # only the run of samples since the last commit gap
-        if window[i].committed is None:
+    for i in range(len(window) - 1, -1, -1):  # only the run of samples since the last gap
+        if window[i].position is None:
             window = window[i + 1:]
             break
     if not window:
@@ -81,17 +97,19 @@ def evaluate(samples: Sequence[Sample]) -> Verdict:
     lags = [s.lag for s in window]
     if any(x is not None and x <= 0 for x in lags):
         return Verdict(Status.OK, "caught up" if lag == 0 else "lag was zero within the window")
-    offsets = [s.committed or 0 for s in window]
+    offsets = [s.position or 0 for s in window]
     pairs = list(itertools.pairwise(offsets))
     if any(b < a for a, b in pairs):
         return Verdict(Status.ERR, "committed offset moved backwards (rewind)")
     span = last.at - window[0].at
     if all(b == a for a, b in pairs):
+        where = (f"offset {last.committed}" if last.committed is not None else
+                 f"never committed, {lag} record(s) waiting from offset {last.log_start},")
         if not any(s.owned for s in window):
-            return Verdict(Status.STOP, f"no consumer: offset {last.committed} not moving "
+            return Verdict(Status.STOP, f"no consumer: {where} not moving "
                                         f"(over {span:.1f} s), nobody owns the partition")
         if len(window) >= 2:
-            return Verdict(Status.STALL, f"offset {last.committed} not moving over {span:.1f} s "
+            return Verdict(Status.STALL, f"{where} not moving over {span:.1f} s "
                                          "though a consumer owns the partition")
         return Verdict(Status.OK, "one sample: movement not judged yet")
     lag_values = [x or 0 for x in lags]

@@ -2,6 +2,10 @@
 
 JSON lines carry the extra fields a call passes (``log.info(..., extra={"topic": t,
 "partition": p, "offset": o, "request_id": r})``) so log search can follow one record.
+
+Every handler set up here carries :class:`nyc311.redact.RedactingFilter`: whatever a record
+says, an email address or a phone number in it (message, arguments, exception text, extra
+fields) is written as ``<address>`` / ``<number>``. Residents' contacts never reach a log.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
+
+from nyc311.redact import RedactingFilter
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -24,15 +31,23 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         out.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # set (and redacted) by RedactingFilter when it ran
+            out["exc"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = record.stack_info
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
-    """``fmt``: ``json`` or ``text``; default ``NYC311_LOG_FORMAT``, else text on a terminal."""
-    fmt = fmt or os.environ.get("NYC311_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "INFO", fmt: str | None = None,
+                  stream: TextIO | None = None) -> None:
+    """``fmt``: ``json`` or ``text``; default ``NYC311_LOG_FORMAT``, else text on a terminal.
+    ``stream``: where lines go (default: standard error)."""
+    stream = stream or sys.stderr
+    fmt = fmt or os.environ.get("NYC311_LOG_FORMAT") or ("text" if stream.isatty() else "json")
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -10,8 +10,9 @@ labels live in this one file.
 
 - ``/metrics``: the registry in the Prometheus text format;
 - ``/healthz``: 200 ``ready`` when the service's own health check passes (for a consumer:
-  connected, partitions assigned, the last database operation succeeded), else 503 with the
-  reason, so an orchestrator or a person with curl sees *why* a service is not ready.
+  connected, partitions assigned, the last database operation succeeded, not stalled for
+  ``NYC311_STALL_SECONDS``), else 503 with the reason, so an orchestrator or a person with curl
+  sees *why* a service is not ready.
 
 The families are registered once per registry: the process-wide default registry (which also
 carries the process and Python collectors) in production, a fresh one per test.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections import Counter as TopicCounts
 from collections.abc import Callable, Iterable
@@ -59,7 +61,7 @@ FAILED_REFUSED = "refused"  # the database refused the record
 ANSWER_RECORDED = "recorded"
 ANSWER_ALREADY_ANSWERED = "already_answered"
 ANSWER_INVALID = "invalid"  # a form to fix (nothing chosen, too long, unreadable)
-ANSWER_NOT_RECORDED = "not_recorded"  # Kafka or PostgreSQL unavailable: an error on our side
+ANSWER_NOT_RECORDED = "not_recorded"  # PostgreSQL unavailable: an error on our side
 
 # outcomes of nyc311_publications_total
 PUBLISHED_NEW = "new_revision"
@@ -75,6 +77,7 @@ class _Families:
 
     build_info: Info
     ready: Gauge
+    stalled: Gauge
     records_processed: Counter
     records_failed: Counter
     records_dead_lettered: Counter
@@ -84,10 +87,18 @@ class _Families:
     surveys_sent: Counter
     surveys_failed: Counter
     surveys_no_contact: Counter
+    surveys_too_old: Counter
+    contacts_erased: Counter
+    contacts_held: Gauge
+    oldest_contact: Gauge
     reopen_forwarded: Counter
     publications: Counter
     survey_answers: Counter
     server_errors: Counter
+    outbox_backlog: Gauge
+    outbox_oldest: Gauge
+    outbox_relayed: Counter
+    outbox_relay_failures: Counter
 
 
 def _define(registry: CollectorRegistry) -> _Families:
@@ -99,6 +110,11 @@ def _define(registry: CollectorRegistry) -> _Families:
                         registry=registry),
         ready=Gauge("nyc311_ready", "1 while the service's health check passes (/healthz 200).",
                     ["service"], registry=registry),
+        stalled=Gauge(
+            "nyc311_stalled_seconds", "Seconds a consumer's work in hand has waited without "
+            "progress (retrying the database or the dead-letter queue, or a batch not committed "
+            "after NYC311_STALL_SECONDS); 0 while it makes progress.", ["service"],
+            registry=registry),
         records_processed=counter(
             "nyc311_records_processed", "Records consumed and committed to PostgreSQL.", "topic"),
         records_failed=counter(
@@ -124,6 +140,17 @@ def _define(registry: CollectorRegistry) -> _Families:
         surveys_no_contact=counter(
             "nyc311_surveys_no_contact", "Closures settled without a survey: no contact or "
             "no channel for it."),
+        contacts_erased=counter(
+            "nyc311_contacts_erased", "Requests whose contact the purge erased (keys destroyed)."),
+        contacts_held=Gauge(
+            "nyc311_contacts_held", "Requests whose contact the vault holds, after the last purge.",
+            ["service"], registry=registry),
+        oldest_contact=Gauge(
+            "nyc311_oldest_contact_age_seconds", "Age of the oldest contact key held, after the "
+            "last purge (0 when none).", ["service"], registry=registry),
+        surveys_too_old=counter(
+            "nyc311_surveys_too_old", "Closures settled without a survey because they are older "
+            "than NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS (a backfill or a replay)."),
         reopen_forwarded=counter(
             "nyc311_reopen_forwarded", "ReopenRequested events produced and acknowledged."),
         publications=counter(
@@ -135,6 +162,19 @@ def _define(registry: CollectorRegistry) -> _Families:
         server_errors=counter(
             "nyc311_server_errors", "Requests answered with an error page after an unexpected "
             "exception (the log has it)."),
+        outbox_backlog=Gauge(
+            "nyc311_outbox_backlog", "Survey answers stored in the outbox and not yet "
+            "acknowledged by Kafka.", ["service"],
+            registry=registry),
+        outbox_oldest=Gauge(
+            "nyc311_outbox_oldest_age_seconds", "Age of the oldest survey answer the outbox still "
+            "holds unsent (0 when none).", ["service"], registry=registry),
+        outbox_relayed=counter(
+            "nyc311_outbox_relayed", "Survey answers the outbox relay produced and Kafka "
+            "acknowledged."),
+        outbox_relay_failures=counter(
+            "nyc311_outbox_relay_failures", "Survey answers the outbox relay tried to produce "
+            "and Kafka did not acknowledge (tried again with backoff)."),
     )
 
 
@@ -217,6 +257,14 @@ class Metrics:
     def survey_no_contact(self) -> None:
         self._f.surveys_no_contact.labels(self.service).inc()
 
+    def survey_too_old(self) -> None:
+        self._f.surveys_too_old.labels(self.service).inc()
+
+    def contacts_purged(self, erased: int, held: int, oldest_days: float | None) -> None:
+        self._f.contacts_erased.labels(self.service).inc(erased)
+        self._f.contacts_held.labels(self.service).set(held)
+        self._f.oldest_contact.labels(self.service).set((oldest_days or 0) * 86400)
+
     def reopen_forwarded(self, count: int = 1) -> None:
         self._f.reopen_forwarded.labels(self.service).inc(count)
 
@@ -226,12 +274,39 @@ class Metrics:
     def server_error(self) -> None:
         self._f.server_errors.labels(self.service).inc()
 
+    def watch_outbox(self, status: Callable[[], tuple[int, float | None]]) -> None:
+        """Export the outbox from ``status``, read at each scrape: the unsent answers and the
+        Unix time the oldest of them was stored (``None`` when there is none)."""
+        self._f.outbox_backlog.labels(self.service).set_function(lambda: float(status()[0]))
+
+        def oldest_age() -> float:
+            since = status()[1]
+            return 0.0 if since is None else max(0.0, time.time() - since)
+
+        self._f.outbox_oldest.labels(self.service).set_function(oldest_age)
+        self._f.outbox_relayed.labels(self.service)
+        self._f.outbox_relay_failures.labels(self.service)
+
+    def outbox_relayed(self, sent: int, failed: int) -> None:
+        self._f.outbox_relayed.labels(self.service).inc(sent)
+        self._f.outbox_relay_failures.labels(self.service).inc(failed)
+
     # -- the publication -------------------------------------------------------------------------
 
     def publication(self, outcome: str) -> None:
         self._f.publications.labels(self.service, outcome).inc()
 
     # -- exposition ------------------------------------------------------------------------------
+
+    def watch_stall(self, stalled_seconds: Callable[[], float]) -> None:
+        """Export ``nyc311_stalled_seconds`` from ``stalled_seconds``, read at each scrape."""
+        def seconds() -> float:
+            try:
+                return float(stalled_seconds())
+            except Exception:
+                return 0.0
+
+        self._f.stalled.labels(self.service).set_function(seconds)
 
     def watch(self, health: Health) -> None:
         """Export ``nyc311_ready`` from ``health``, evaluated at each scrape."""

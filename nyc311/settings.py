@@ -28,16 +28,31 @@ DOCUMENTED: dict[str, tuple[str | None, str]] = {
     "KAFKA_BOOTSTRAP_SERVERS": (None, "Kafka bootstrap servers, host:port[,host:port]"),
     "DATABASE_URL": (None, "PostgreSQL URL, e.g. postgresql://user:pw@host:5432/db"),
     "NYC311_DB_SCHEMA": ("nyc311", "PostgreSQL schema that holds the projection"),
+    "NYC311_PUBLISHED_SCHEMA": ("published for nyc311, else <NYC311_DB_SCHEMA>_published",
+                                "PostgreSQL schema of this projection's monthly publication"),
     "NYC311_TOPIC_PREFIX": ("", "prefix for every topic and consumer group name"),
     "NYC311_BATCH_SIZE": ("5000", "records a consumer takes per batch (one transaction)"),
     "NYC311_BATCH_TIMEOUT": ("0.5", "seconds a consumer waits to fill a batch"),
+    "NYC311_STALL_SECONDS": ("60", "seconds a consumer may go without progress on the work in "
+                             "hand (database, dead-letter queue) before /healthz says stalled"),
     "SCHEMA_REGISTRY_URL": ("", "Confluent Schema Registry, to decode records in its wire format"),
     "NYC311_LOG_LEVEL": ("INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     "NYC311_ENV_FILE": ("", "file with KEY=VALUE lines read for unset variables"),
     "NYC311_SURVEY_SECRET": ("", "key that signs survey links (16+ characters; keep secret)"),
     "NYC311_SURVEY_BASE_URL": ("http://127.0.0.1:8311", "public address of the survey page"),
     "NYC311_SURVEY_TOKEN_DAYS": ("30", "days a survey link stays valid"),
+    "NYC311_SURVEY_OUTBOX_MAX_AGE": ("300", "seconds an answer may wait in the survey page's "
+                                     "outbox for Kafka before /healthz says not ready"),
     "NYC311_CONTACT_WAIT_HOURS": ("24", "how long a closure waits for its request's contact"),
+    "NYC311_CONTACT_RETENTION_DAYS": ("45", "days a contact is kept after its survey was sent (or "
+                                      "could not be); then its key is destroyed"),
+    "NYC311_CONTACT_MAX_OPEN_DAYS": ("90", "days after which a request never closed no longer "
+                                     "holds its contact (the retention counts from then)"),
+    "NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS": ("7", "closures older than this get no survey "
+                                           "(counted too_old): a backfill surveys no one late"),
+    "NYC311_VAULT_SCHEMA": ("<NYC311_DB_SCHEMA>_vault", "PostgreSQL schema of the contact keys "
+                            "(outside the projection, so rebuilds keep it)"),
+    "NYC311_PURGE_INTERVAL": ("3600", "seconds between runs of `nyc311 run privacy-purge`"),
     "NYC311_SEND_ATTEMPTS": ("6", "send attempts before a survey is recorded as failed"),
     "NYC311_SEND_CONCURRENCY": ("8", "surveys the dispatcher sends at once"),
     "SMTP_HOST": ("", "mail server for email surveys (empty: no email channel)"),
@@ -112,13 +127,20 @@ class Settings:
     topic_prefix: str = ""
     batch_size: int = 5000
     batch_timeout: float = 0.5
+    stall_seconds: float = 60.0
     schema_registry_url: str = ""
     log_level: str = "INFO"
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)
     survey_secret: str = field(default="", repr=False)
     survey_base_url: str = "http://127.0.0.1:8311"
     survey_token_days: int = 30
+    survey_outbox_max_age: float = 300.0
     contact_wait_hours: int = 24
+    contact_retention_days: int = 45
+    contact_max_open_days: int = 90
+    survey_max_closure_age_days: int = 7
+    vault_schema: str = "nyc311_vault"
+    purge_interval: float = 3600.0
     send_attempts: int = 6
     send_concurrency: int = 8
     smtp_host: str = ""
@@ -133,6 +155,16 @@ class Settings:
     publish_target: str = "site"
     publish_at: str = "06:00"
     s3_endpoint_url: str = ""
+    #: NYC311_PUBLISHED_SCHEMA when set; empty: derived from db_schema (see published_schema).
+    published_schema_override: str = ""
+
+    @property
+    def published_schema(self) -> str:
+        """The schema that holds this projection's monthly publication: each projection
+        publishes into its own (``published_schema_for``), so two projections in one database
+        never share revisions. A rebuild keeps the live projection's (it sets the override
+        for the fresh schema it fills)."""
+        return self.published_schema_override or published_schema_for(self.db_schema)
 
     def require_survey_secret(self) -> str:
         if len(self.survey_secret) < 16:
@@ -210,6 +242,21 @@ def _bool(env: Mapping[str, str], key: str, default: str) -> bool:
     raise SettingsError(f"{key}: expected true or false, got {raw!r}")
 
 
+def _identifier(env: Mapping[str, str], key: str, default: str) -> str:
+    """A schema name: letters, digits and _, starting with a letter (it is quoted nowhere)."""
+    value = env.get(key, default)
+    if not value or not value.replace("_", "").isalnum() or not value[0].isalpha() \
+            or not value.isascii() or len(value) > 63:
+        raise SettingsError(f"{key}: expected a plain identifier, got {value!r}")
+    return value
+
+
+def published_schema_for(db_schema: str) -> str:
+    """``published`` for the default projection ``nyc311`` (the name it always had, which the
+    analyst role's queries use), ``<db_schema>_published`` for any other."""
+    return "published" if db_schema == "nyc311" else f"{db_schema}_published"
+
+
 def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
     extra: dict[str, str] = {}
     for key, value in env.items():
@@ -234,9 +281,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             f"{' and '.join(missing)} not set: export {'/'.join(missing)}, "
             f"or run `make services-up` to start local services and write {ENV_FILE_NAME}"
         )
-    schema = env.get("NYC311_DB_SCHEMA", "nyc311")
-    if not schema.replace("_", "").isalnum() or not schema[0].isalpha():
-        raise SettingsError(f"NYC311_DB_SCHEMA: expected a plain identifier, got {schema!r}")
+    schema = _identifier(env, "NYC311_DB_SCHEMA", "nyc311")
+    vault_schema = _identifier(env, "NYC311_VAULT_SCHEMA", f"{schema}_vault")
     log_level = env.get("NYC311_LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(
@@ -248,13 +294,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "topic_prefix": env.get("NYC311_TOPIC_PREFIX", ""),
         "batch_size": _int(env, "NYC311_BATCH_SIZE", "5000"),
         "batch_timeout": _float(env, "NYC311_BATCH_TIMEOUT", "0.5"),
+        "stall_seconds": _float(env, "NYC311_STALL_SECONDS", "60"),
         "schema_registry_url": env.get("SCHEMA_REGISTRY_URL", ""),
         "log_level": log_level,
         "kafka_extra": _kafka_passthrough(env),
         "survey_secret": env.get("NYC311_SURVEY_SECRET", ""),
         "survey_base_url": env.get("NYC311_SURVEY_BASE_URL", "http://127.0.0.1:8311").rstrip("/"),
         "survey_token_days": _int(env, "NYC311_SURVEY_TOKEN_DAYS", "30"),
+        "survey_outbox_max_age": _float(env, "NYC311_SURVEY_OUTBOX_MAX_AGE", "300"),
         "contact_wait_hours": _int(env, "NYC311_CONTACT_WAIT_HOURS", "24", minimum=0),
+        "contact_retention_days": _int(env, "NYC311_CONTACT_RETENTION_DAYS", "45", minimum=0),
+        "contact_max_open_days": _int(env, "NYC311_CONTACT_MAX_OPEN_DAYS", "90"),
+        "survey_max_closure_age_days": _int(env, "NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS", "7"),
+        "vault_schema": vault_schema,
+        "purge_interval": _float(env, "NYC311_PURGE_INTERVAL", "3600"),
         "send_attempts": _int(env, "NYC311_SEND_ATTEMPTS", "6"),
         "send_concurrency": _int(env, "NYC311_SEND_CONCURRENCY", "8"),
         "smtp_host": env.get("SMTP_HOST", ""),
@@ -270,6 +323,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "publish_at": env.get("NYC311_PUBLISH_AT", "06:00"),
         "s3_endpoint_url": env.get("AWS_ENDPOINT_URL_S3", ""),
     }
+    if schema == "published" or schema.endswith("_published"):
+        raise SettingsError(f"NYC311_DB_SCHEMA: {schema!r}: published and names ending in "
+                            "_published are kept for the publications' schemas")
+    published = (_identifier(env, "NYC311_PUBLISHED_SCHEMA", "")
+                 if env.get("NYC311_PUBLISHED_SCHEMA") else "")
+    if (published or published_schema_for(schema)) in {schema, vault_schema}:
+        raise SettingsError(f"NYC311_PUBLISHED_SCHEMA: {published!r} is the projection's or "
+                            "the vault's schema; publish into a schema of its own")
+    values["published_schema_override"] = published
     hour, _, minute = values["publish_at"].partition(":")
     if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
         raise SettingsError(f"NYC311_PUBLISH_AT: expected HH:MM, got {values['publish_at']!r}")

@@ -25,11 +25,17 @@ Rules:
 * ``Borough`` "Unspecified" and empty optional fields become None; an unrecognised channel is
   UNKNOWN. Open data has no personal data, so ``language`` and ``contact`` are None.
 
-Blank lines are not rows and are skipped; a file that is not UTF-8 fails loudly.
+Blank lines are not rows and are skipped. A file that is not an export at all fails before
+anything is sent, with one line saying why (:class:`NycCsvFormatError`): empty, binary (NUL
+bytes, or a gzip/ZIP archive), not UTF-8 (the line and byte of the first bad byte), malformed
+CSV (the line), or without the required columns. A bad byte or CSV line deep inside a large file
+is found when the import reaches its row: the rows before it were sent, which is harmless since
+a re-import of the fixed file sends the same events again.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -37,7 +43,7 @@ import re
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +69,51 @@ _US_TIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})[ T]+(\d{1,2}):(\d{2})(
 
 
 class NycCsvFormatError(ValueError):
-    """The file is not an NYC Open Data 311 export (a required column is missing)."""
+    """The file is not an NYC Open Data 311 export: empty, binary, not UTF-8, not CSV, or a
+    required column is missing. The message is one line naming the file and the reason."""
+
+
+SNIFF_BYTES = 8192
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a non-UTF-8 byte
+_ARCHIVES = ((b"\x1f\x8b", "a gzip archive: decompress it first (gunzip)"),
+             (b"PK\x03\x04", "a ZIP archive: extract the CSV file from it first"))
+
+
+def _sniff(path: StrPath, head: bytes) -> None:
+    """Refuse, from the first bytes, what cannot be a CSV export."""
+    if not head.strip():
+        raise NycCsvFormatError(f"{path} is empty: expected an NYC Open Data 311 CSV export "
+                                "with a header row")
+    for magic, what in _ARCHIVES:
+        if head.startswith(magic):
+            raise NycCsvFormatError(f"{path} is not a CSV file but {what}")
+    if b"\x00" in head:
+        raise NycCsvFormatError(f"{path} is not a CSV file: it holds binary data (NUL bytes)")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # unless a character is only cut by the block's end
+        if not (len(head) == SNIFF_BYTES and exc.reason == "unexpected end of data"):
+            raise _not_utf8(path) from None
+
+
+def _not_utf8(path: StrPath) -> NycCsvFormatError:
+    """Where the first byte that is not UTF-8 is: line and offset, found by a second reading
+    (only on this error path; the import itself reads the file once)."""
+    offset = 0
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            bom = len(codecs.BOM_UTF8) if number == 1 and line.startswith(codecs.BOM_UTF8) else 0
+            try:
+                line[bom:].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                start = bom + exc.start
+                return NycCsvFormatError(
+                    f"{path} is not UTF-8 text: byte 0x{line[start]:02x} on line {number} "
+                    f"(byte offset {offset + start}); save the export as UTF-8 and import it "
+                    "again")
+            offset += len(line)
+    return NycCsvFormatError(f"{path} is not UTF-8 text; save the export as UTF-8 and import "
+                             "it again")
 
 
 @dataclass(frozen=True)
@@ -244,34 +294,60 @@ class _Row:
         return self[name] or None
 
 
-def read_nyc_csv(path: StrPath,
-                 on_progress: Callable[[int], None] | None = None) -> Iterator[RowResult]:
+def read_nyc_csv(path: StrPath, on_progress: Callable[[int], None] | None = None
+                 ) -> Generator[RowResult, None, None]:
     """Stream a 311 export, yielding one :class:`RowResult` per row, in file order.
 
     ``on_progress`` gets the number of bytes read so far, after each row. A row whose Unique Key
     an earlier imported row had is a duplicate; the keys seen are held in memory (a set of
     strings: fine for any single export of a few million rows).
     """
-    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+    with open(path, "rb") as raw:
+        _sniff(path, raw.read(SNIFF_BYTES))
+        raw.seek(0)
+        # Bytes that are not UTF-8 become lone surrogates instead of failing the whole block
+        # they are in, so the rows before the first one are read and the error names its line.
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
+                                newline="")
         reader = csv.reader(text)
-        header = [name.strip() for name in next(reader, [])]
-        missing = [name for name in REQUIRED_COLUMNS if name not in header]
-        if missing:
-            raise NycCsvFormatError(f"{path}: not an NYC 311 export, missing column(s) "
-                                    f"{', '.join(missing)}")
-        columns = {name: i for i, name in enumerate(header)}
-        imported: set[str] = set()
-        next_line = reader.line_num + 1
-        for fields in reader:
-            line, next_line = next_line, reader.line_num + 1
-            if not fields:
-                continue
-            result = _map_row(fields, header, columns, line, imported)
-            if result.created is not None and result.request_id is not None:
-                imported.add(result.request_id)
-            yield result
-            if on_progress is not None:
-                on_progress(raw.tell())
+        try:
+            header = [name.strip() for name in next(reader, [])]
+            if _NOT_UTF8.search("".join(header)):
+                raise _not_utf8(path)
+            missing = [name for name in REQUIRED_COLUMNS if name not in header]
+            if missing:
+                raise NycCsvFormatError(f"{path}: not an NYC 311 export, missing column(s) "
+                                        f"{', '.join(missing)}")
+            columns = {name: i for i, name in enumerate(header)}
+            imported: set[str] = set()
+            next_line = reader.line_num + 1
+            for fields in reader:
+                line, next_line = next_line, reader.line_num + 1
+                if not fields:
+                    continue
+                if _NOT_UTF8.search("".join(fields)):
+                    raise _not_utf8(path)
+                result = _map_row(fields, header, columns, line, imported)
+                if result.created is not None and result.request_id is not None:
+                    imported.add(result.request_id)
+                yield result
+                if on_progress is not None:
+                    on_progress(raw.tell())
+        except csv.Error as exc:
+            raise NycCsvFormatError(f"{path}: line {reader.line_num} is not valid CSV "
+                                    f"({exc})") from None
+        finally:
+            text.detach()  # the raw file is closed by its own with
+
+
+def check_nyc_csv(path: StrPath) -> None:
+    """Raise :class:`NycCsvFormatError` (or OSError) unless ``path`` starts like an export: a
+    readable UTF-8 CSV file with the required columns. Reads the header and the first row."""
+    rows = read_nyc_csv(path)
+    try:
+        next(rows, None)
+    finally:
+        rows.close()
 
 
 def _map_row(fields: list[str], header: list[str], columns: dict[str, int], line: int,
@@ -346,6 +422,7 @@ def _created_record(row: _Row, request_id: str, created_at: datetime,
         "incident_zip": row.optional("Incident Zip"),
         "language": None,
         "contact": None,
+        "sealed_contact": None,
     }
 
 
@@ -411,11 +488,19 @@ def import_nyc_csv(path: StrPath, producer: EventSink, progress: bool = True) ->
         def advance(position: int) -> None:
             bar.update(max(0, min(position, size) - bar.n))
 
-        for result in read_nyc_csv(path, on_progress=advance):
-            if result.created is not None:
-                producer.send("request_created", result.created)
-            if result.closed is not None:
-                producer.send("request_closed", result.closed)
-            summary.add(result)
+        try:
+            for result in read_nyc_csv(path, on_progress=advance):
+                if result.created is not None:
+                    producer.send("request_created", result.created)
+                if result.closed is not None:
+                    producer.send("request_closed", result.closed)
+                summary.add(result)
+        except NycCsvFormatError as exc:
+            if not summary.rows_read:
+                raise
+            producer.flush()  # what was read is sent whole; a re-import repeats the same events
+            rows = f"{summary.rows_read:,} row{'' if summary.rows_read == 1 else 's'}"
+            raise NycCsvFormatError(f"{exc}; the {rows} before it were imported (importing "
+                                    "the fixed file again changes nothing for them)") from None
     producer.flush()
     return summary

@@ -11,14 +11,22 @@ Numbers are written the way the contract states them: rates with exactly 4 decim
 with 2, empty (CSV) or null (JSON) for a rate with a zero denominator. Rounding is half away from
 zero on the value's shortest decimal form, like PostgreSQL's round(numeric, n), so the files
 agree with the published schema in PostgreSQL.
+
+CSV files are opened in spreadsheets, which take a cell starting with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return for a formula (``=HYPERLINK(...)`` in a complaint type would become a
+live link, worse with DDE). Following OWASP's guidance on CSV injection, such a cell of a text
+column (agency_name, complaint_type, ...) is written with a single quote in front, which
+spreadsheets read as "this is text" (:func:`spreadsheet_safe`). Number, integer and datetime
+columns are never touched, nor is a text cell that is a plain number (``-12``): neither can be a
+formula. The JSON files keep the text exactly as it is: JSON is not opened as a spreadsheet, and
+a program reading it must get the real value.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
+import re
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -32,6 +40,10 @@ RATE_DECIMALS = 4
 NUMBER_RANGE: dict[str, tuple[int, int]] = {"mean_score": (0, 100)}
 
 DATA_DIR = "data"
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV Injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def month_dir(month: str) -> str:
@@ -106,12 +118,36 @@ def table_cells(pub: Publication, spec: TableSpec) -> list[list[str | None]]:
     return out
 
 
+def spreadsheet_safe(column: Column, text: str) -> str:
+    """A text cell a spreadsheet would evaluate as a formula, with a single quote in front.
+
+    Only ``string`` columns: numbers, integers and datetimes are written as they are, and a
+    text cell that is a plain number (a negative one included) is no formula either.
+    """
+    if (column.type == "string" and text.startswith(FORMULA_TRIGGERS)
+            and not _PLAIN_NUMBER.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def _csv_field(text: str) -> str:
+    """RFC 4180 quoting: a field with a comma, a quote or a line break goes in double quotes.
+
+    Python's csv writer (3.11) leaves a lone carriage return unquoted when lines end with
+    ``\n``, which splits the row for every reader; this quotes it like any line break.
+    """
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def table_csv(spec: TableSpec, cells: list[list[str | None]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(spec.column_names)
-    writer.writerows([["" if v is None else v for v in row] for row in cells])
-    return buffer.getvalue().encode("utf-8")
+    """The CSV file of one table: the contract's header, then one line a row; text cells that
+    would be formulas in a spreadsheet are neutralised (:func:`spreadsheet_safe`)."""
+    lines = [",".join(_csv_field(name) for name in spec.column_names)]
+    lines += [",".join("" if v is None else _csv_field(spreadsheet_safe(c, v))
+                       for c, v in zip(spec.columns, row, strict=True)) for row in cells]
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def _json_literal(column: Column, text: str | None) -> str:
@@ -172,7 +208,10 @@ def _resource(spec: TableSpec, body: bytes) -> dict[str, Any]:
         "name": spec.name,
         "path": f"{spec.name}.csv",
         "title": spec.title,
-        "description": f"{spec.description} The same rows are in {spec.name}.json.",
+        "description": (f"{spec.description} The same rows are in {spec.name}.json. A text "
+                        "cell that a spreadsheet would run as a formula (it starts with =, +, "
+                        "-, @, a tab or a carriage return) has a single quote in front of it in "
+                        "this file only."),
         "format": "csv",
         "mediatype": "text/csv",
         "encoding": "utf-8",

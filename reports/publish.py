@@ -2,8 +2,14 @@
 
 Re-running a month whose numbers did not change keeps the revision and its ``published_at``, so
 the files come out byte for byte the same. When late events changed anything (or another
-``as_of`` was asked for), a new revision replaces the month's rows in the ``published`` schema,
-and ``published.revisions`` records what changed, which the month's page lists.
+``as_of`` was asked for), a new revision replaces the month's rows in the publication schema,
+and its ``revisions`` table records what changed, which the month's page lists.
+
+The publication schema is the projection's own (``Settings.published_schema``: ``published`` for
+the default projection ``nyc311``, ``<schema>_published`` for another), and it records which
+projection it belongs to (``publication_owner``, migration 0006): publishing refuses a schema that
+belongs to another projection than the connection's (its ``search_path``), so two projections of
+one database never overwrite each other's revisions.
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ from psycopg.types.json import Jsonb
 from reports.aggregate import MonthError, aggregate, check_month, month_bounds
 from reports.model import BY_NAME, TABLES, Publication, Row
 
-SCHEMA = "published"
+SCHEMA = "published"  # the default projection's; every function takes ``schema``
+
+
+class PublicationError(RuntimeError):
+    """The publication cannot go where it was asked to: the message says why and what to do."""
 
 
 def _value(value: Any) -> Any:
@@ -79,16 +89,37 @@ def default_as_of(conn: psycopg.Connection, month: str) -> datetime:
     return month_bounds(conn, month)[1]
 
 
+def check_owner(conn: psycopg.Connection, schema: str = SCHEMA) -> None:
+    """PublicationError unless ``schema`` belongs to the connection's projection schema."""
+    row = conn.execute("SELECT current_schema(), to_regclass(%s)::text",
+                       (f'"{schema}".publication_owner',)).fetchone()
+    projection, owner_table = row if row else (None, None)
+    if owner_table is None:
+        raise PublicationError(f"schema {schema!r} is not a publication schema at revision 0006 "
+                               "or later: run `nyc311 db upgrade`")
+    owner = conn.execute(f'SELECT projection FROM "{schema}".publication_owner').fetchone()
+    if owner is None or owner[0] != projection:
+        raise PublicationError(
+            f"schema {schema!r} holds the publication of projection "
+            f"{owner[0] if owner else None!r}, not of {projection!r}: publish each projection "
+            "into its own (NYC311_PUBLISHED_SCHEMA unset gives each one its own)")
+
+
 def publish_month(conn: psycopg.Connection, month: str, as_of: datetime | None = None,
-                  now: datetime | None = None) -> tuple[Publication, bool]:
-    """Aggregate ``month`` and publish it in the ``published`` schema.
+                  now: datetime | None = None, *,
+                  schema: str = SCHEMA) -> tuple[Publication, bool]:
+    """Aggregate ``month`` and publish it in the publication schema ``schema``, which must be
+    the connection's projection's (:func:`check_owner`).
 
     Returns the publication and whether a new revision was made.
     """
     check_month(month)
     now = now or datetime.now(UTC)
+    quoted = f'"{schema}"'
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('nyc311-publish:' || %s))", (month,))
+        check_owner(conn, schema)
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('nyc311-publish:' || %s))",
+                     (f"{schema}:{month}",))
         _start, end = month_bounds(conn, month)
         if end > now and (as_of is None or as_of > now):
             raise MonthError(f"{month} has not ended yet (it ends {end.isoformat()}); give an "
@@ -98,39 +129,42 @@ def publish_month(conn: psycopg.Connection, month: str, as_of: datetime | None =
         new = {t.name: _rows(conn, f"_new_{t.name}", t.name, month) for t in TABLES}
         digest = _digest(new)
         latest = conn.execute(
-            f"SELECT revision, content_sha256 FROM {SCHEMA}.revisions WHERE month = %s "
+            f"SELECT revision, content_sha256 FROM {quoted}.revisions WHERE month = %s "
             "ORDER BY revision DESC LIMIT 1", (month,)).fetchone()
         if latest is not None and latest[1] == digest:
-            return load_publication(conn, month), False
-        old = {t.name: _rows(conn, f"{SCHEMA}.{t.name}", t.name, month) for t in TABLES}
+            return load_publication(conn, month, schema=schema), False
+        old = {t.name: _rows(conn, f"{quoted}.{t.name}", t.name, month) for t in TABLES}
         revision = 1 if latest is None else latest[0] + 1
         changes = describe_changes(old, new) if latest is not None else []
         for spec in TABLES:
             cols = ", ".join(spec.column_names)
-            conn.execute(f"DELETE FROM {SCHEMA}.{spec.name} WHERE month = %s", (month,))
-            conn.execute(f"INSERT INTO {SCHEMA}.{spec.name} ({cols}) "
+            conn.execute(f"DELETE FROM {quoted}.{spec.name} WHERE month = %s", (month,))
+            conn.execute(f"INSERT INTO {quoted}.{spec.name} ({cols}) "
                          f"SELECT {cols} FROM _new_{spec.name}")
         conn.execute(
-            f"INSERT INTO {SCHEMA}.revisions (month, revision, as_of, published_at, "
+            f"INSERT INTO {quoted}.revisions (month, revision, as_of, published_at, "
             "content_sha256, changes) VALUES (%s, %s, %s, %s, %s, %s)",
             (month, revision, as_of, now, digest, Jsonb(changes)))
-    return load_publication(conn, month), True
+    return load_publication(conn, month, schema=schema), True
 
 
-def load_publication(conn: psycopg.Connection, month: str) -> Publication:
-    """The latest published revision of ``month``, from the ``published`` schema."""
+def load_publication(conn: psycopg.Connection, month: str, *,
+                     schema: str = SCHEMA) -> Publication:
+    """The latest published revision of ``month``, from the publication schema ``schema``."""
+    quoted = f'"{schema}"'
     history = conn.execute(
-        f"SELECT revision, as_of, published_at, changes FROM {SCHEMA}.revisions "
+        f"SELECT revision, as_of, published_at, changes FROM {quoted}.revisions "
         "WHERE month = %s ORDER BY revision", (month,)).fetchall()
     if not history:
         raise MonthError(f"{month} has not been published")
     revision, as_of, published_at, changes = history[-1]
-    tables = {t.name: _rows(conn, f"{SCHEMA}.{t.name}", t.name, month) for t in TABLES}
+    tables = {t.name: _rows(conn, f"{quoted}.{t.name}", t.name, month) for t in TABLES}
     return Publication(month=month, revision=revision, as_of=as_of, published_at=published_at,
                        tables=tables, changes=list(changes),
                        history=[(r, p, list(c)) for r, _a, p, c in history])
 
 
-def published_months(conn: psycopg.Connection) -> list[str]:
-    rows = conn.execute(f"SELECT DISTINCT month FROM {SCHEMA}.revisions ORDER BY month DESC")
+def published_months(conn: psycopg.Connection, *, schema: str = SCHEMA) -> list[str]:
+    quoted = f'"{schema}"'
+    rows = conn.execute(f"SELECT DISTINCT month FROM {quoted}.revisions ORDER BY month DESC")
     return [m for (m,) in rows.fetchall()]

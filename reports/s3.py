@@ -225,6 +225,51 @@ def publish_tree(files: Mapping[str, bytes], target: str, *, endpoint_url: str |
     return summary
 
 
+def read_object(target: str, path: str, *, endpoint_url: str | None = None,
+                region: str | None = None, client: Any = None) -> bytes | None:
+    """The bytes of ``path`` under ``target``, or None when there is no such object."""
+    parsed = parse_s3_target(target)
+    _check_relative(path, "file path")
+    s3 = client or _client(endpoint_url, region)
+    key = parsed.key(path)
+    try:
+        body: bytes = s3.get_object(Bucket=parsed.bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            return None
+        raise _publish_error(exc, "GET", key, f"{parsed} at {endpoint_url or 'AWS S3'}") from exc
+    except BotoCoreError as exc:
+        raise _publish_error(exc, "GET", key, f"{parsed} at {endpoint_url or 'AWS S3'}") from exc
+    return body
+
+
+def create_object(target: str, path: str, body: bytes, *, endpoint_url: str | None = None,
+                  region: str | None = None, client: Any = None) -> bool:
+    """Put ``path`` under ``target`` only if no object is there (``If-None-Match: *``); False
+    when one is. A store that does not know conditional writes gets a plain PUT."""
+    parsed = parse_s3_target(target)
+    _check_relative(path, "file path")
+    s3 = client or _client(endpoint_url, region)
+    key, where = parsed.key(path), f"{parsed} at {endpoint_url or 'AWS S3'}"
+    put = dict(Bucket=parsed.bucket, Key=key, Body=body, ContentType=content_type(path),
+               CacheControl=cache_control(path), Metadata={SHA256_METADATA: _sha256(body)})
+    try:
+        s3.put_object(IfNoneMatch="*", **put)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in {"PreconditionFailed", "ConditionalRequestConflict"} or _status(exc) == 412:
+            return False
+        if code != "NotImplemented":
+            raise _publish_error(exc, "PUT", key, where) from exc
+        try:
+            s3.put_object(**put)
+        except (ClientError, BotoCoreError) as again:
+            raise _publish_error(again, "PUT", key, where) from again
+    except BotoCoreError as exc:
+        raise _publish_error(exc, "PUT", key, where) from exc
+    return True
+
+
 def _client(endpoint_url: str | None, region: str | None) -> Any:
     config = Config(connect_timeout=5, read_timeout=30,
                     retries={"mode": "standard", "total_max_attempts": 3},

@@ -60,6 +60,10 @@ def _is_text(avro_type: Any) -> bool:
     return False
 
 
+# nonce (12) + the smallest JSON contact + tag (16); the largest contact the text rules allow
+SEALED_MIN, SEALED_MAX = 12 + 16 + 16, 4096
+
+
 def _text_rules(fields: list[dict[str, Any]]) -> tuple[TextRule, ...]:
     return tuple((f["name"], *_TEXT_LIMITS.get(f["name"], _DEFAULT_LIMIT))
                  for f in fields if _is_text(f["type"]))
@@ -111,6 +115,10 @@ def validate(name: str, record: Record) -> Record:
         email = contact.get("email")
         if email is not None and "@" not in email:
             raise ValidationError(f"{name}.contact.email: not an email address")
+    sealed = record.get("sealed_contact")
+    if sealed is not None and not SEALED_MIN <= len(sealed["ciphertext"]) <= SEALED_MAX:
+        raise ValidationError(f"{name}.sealed_contact.ciphertext: {len(sealed['ciphertext'])} "
+                              f"bytes, expected {SEALED_MIN} to {SEALED_MAX}")
     if name == "survey_answered" and record.get("satisfaction") is None \
             and not record.get("reopen_requested") and not record.get("feedback"):
         raise ValidationError(f"{name}: an answer with no rating, no reopen and no feedback")

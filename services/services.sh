@@ -7,11 +7,19 @@
 #   services/services.sh restart-kafka      stop + start the broker, keeping its data
 #   services/services.sh restart-postgres   stop + start the database server, keeping its data
 #   services/services.sh stop-kafka | start-kafka | stop-postgres | start-postgres
+#   services/services.sh check-port VARIABLE PORT [WHAT]
+#                                           exit 1 with a message naming VARIABLE when PORT is
+#                                           taken (demo/run.sh checks its servers' ports so)
 #   services/services.sh kafka-tool CLASS [ARGS...]   run a Kafka command-line tool, e.g.
 #       kafka-tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
 #           --bootstrap-server 127.0.0.1:19092 --describe --all-groups
 #     or with a short name: topics, consumer-groups, console-consumer, console-producer,
 #     get-offsets, transactions, broker-api-versions, metadata-quorum, storage, dump-log
+#
+# A port that another process holds (Kafka's, PostgreSQL's, while this checkout's own server is
+# not the one running) stops `up` before anything starts, with one line naming the port, who
+# holds it when `ss` can tell, and the variable that picks another: never a stale or foreign
+# server answering in place of ours. `up` while this checkout's own servers run does nothing.
 #
 # Kafka (KRaft, one node, broker and controller in one JVM) runs from jars that Maven resolves
 # once into a cache outside the repository (see services/kafka/pom.xml). PostgreSQL is Debian's
@@ -78,6 +86,48 @@ is_root() { [[ $(id -u) -eq 0 ]]; }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# True when a server could not listen on 127.0.0.1:$1: something accepts connections there, or
+# holds the port bound without listening (a bind test, as servers bind: with SO_REUSEADDR, so a
+# connection in TIME_WAIT does not count).
+port_taken() {
+    local port=$1 py
+    port_open "$port" && return 0
+    py=$(command -v python3 || true)
+    [[ -n $py ]] || return 1
+    ! "$py" - "$port" 2>/dev/null <<'PY'
+import socket
+import sys
+
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    sock.close()
+PY
+}
+
+# " (pid N, NAME)" of the process listening on port $1 when ss can tell, else nothing.
+port_holder() {
+    local line
+    command -v ss >/dev/null 2>&1 || return 0
+    line=$(ss -Htanp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\2, \1/p' | head -n 1)
+    [[ -n $line ]] && printf ' (pid %s)' "$line"
+    return 0
+}
+
+# Stop unless port $2 is free; $1 is the variable that picks another, $3 what the port is for.
+require_free_port() {
+    local variable=$1 port=$2 what=${3:-}
+    [[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "$variable=$port is not a port number"
+    if port_taken "$port"; then
+        die "port $port${what:+ ($what)} is already in use by another process$(port_holder "$port"); stop it, or set $variable to a free port"
+    fi
+    return 0
+}
 
 # True while process $1 exists and is not a zombie.
 pid_alive() {
@@ -273,9 +323,8 @@ launch_kafka() {
     fi
     check_java
     ensure_kafka_jars
-    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-        port_open "$p" && die "port $p is already in use by another process; pick free ports with NYC311_KAFKA_PORT / NYC311_KAFKA_CONTROLLER_PORT"
-    done
+    require_free_port NYC311_KAFKA_PORT "$KAFKA_PORT" "Kafka broker"
+    require_free_port NYC311_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT" "Kafka controller"
     render_kafka_config
     if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
         say "formatting Kafka storage in $KAFKA_DATA"
@@ -564,7 +613,7 @@ start_postgres() {
     if pg_running; then
         say "PostgreSQL already running (port $(pg_running_port))"
     else
-        port_open "$PG_PORT" && die "port $PG_PORT is already in use by another process; pick a free port with NYC311_PG_PORT"
+        require_free_port NYC311_PG_PORT "$PG_PORT" PostgreSQL
         [[ -f $PGDATA_DIR/PG_VERSION ]] || init_postgres
         write_pg_conf
         say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data in $PGDATA_DIR)"
@@ -657,16 +706,15 @@ maybe_write_env_file() {
     fi
 }
 
-# Fail before starting anything when a port we need is taken by someone else.
+# Fail before starting anything when a port we need is taken by someone else: a port held while
+# this checkout's own server runs is that server's, and `up` leaves it alone.
 check_ports_free() {
-    local p
     if ! kafka_pid >/dev/null; then
-        for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-            port_open "$p" && die "port $p is already in use by another process; pick free ports with NYC311_KAFKA_PORT / NYC311_KAFKA_CONTROLLER_PORT"
-        done
+        require_free_port NYC311_KAFKA_PORT "$KAFKA_PORT" "Kafka broker"
+        require_free_port NYC311_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT" "Kafka controller"
     fi
     if ! pg_running; then
-        port_open "$PG_PORT" && die "port $PG_PORT is already in use by another process; pick a free port with NYC311_PG_PORT"
+        require_free_port NYC311_PG_PORT "$PG_PORT" PostgreSQL
     fi
     return 0
 }
@@ -755,6 +803,10 @@ main() {
         take_lock
         stop_postgres
         start_postgres
+        ;;
+    check-port)
+        (($# >= 2)) || die "usage: services.sh check-port VARIABLE PORT [WHAT]"
+        require_free_port "$1" "$2" "${*:3}"
         ;;
     kafka-tool) kafka_tool "$@" ;;
     -h | --help | help)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, create_engine
 
 from nyc311.settings import Settings
@@ -33,13 +34,20 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+def _options(settings: Settings, schema: str | None) -> str:
+    """``search_path`` after any ``options`` the URL gives (``?options=-c%20role%3D…`` makes a
+    login act as one service's role, docs/RUNBOOK.md)."""
+    given = conninfo_to_dict(settings.libpq_url).get("options") or ""
+    return f"{given} -c search_path={schema or settings.db_schema}".strip()
+
+
 def connect(settings: Settings, autocommit: bool = False,
             schema: str | None = None) -> psycopg.Connection:
     """A psycopg connection with ``search_path`` set to the projection schema."""
     return psycopg.connect(
         settings.libpq_url,
         autocommit=autocommit,
-        options=f"-c search_path={schema or settings.db_schema}",
+        options=_options(settings, schema),
         connect_timeout=10,
         application_name="nyc311",
     )
@@ -58,6 +66,6 @@ def engine(settings: Settings, schema: str | None = None) -> Engine:
     """A SQLAlchemy engine (psycopg 3 driver) with ``search_path`` set."""
     return create_engine(
         settings.sqlalchemy_url,
-        connect_args={"options": f"-c search_path={schema or settings.db_schema}"},
+        connect_args={"options": _options(settings, schema)},
         pool_pre_ping=True,
     )

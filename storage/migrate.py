@@ -34,6 +34,10 @@ def upgrade(settings: Settings, revision: str = "head", schema: str | None = Non
             try:
                 config.attributes["connection"] = conn
                 config.attributes["schema"] = schema
+                config.attributes["vault_schema"] = settings.vault_schema
+                # the live projection's publication, also when a rebuild migrates a fresh schema
+                config.attributes["projection"] = settings.db_schema
+                config.attributes["published_schema"] = settings.published_schema
                 command.upgrade(config, revision)
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:s))"), {"s": schema})

@@ -14,7 +14,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, Text, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -50,16 +60,16 @@ class Request(Base):
 
 
 class Contact(Base):
-    """Personal data (email, mobile number) given when filing; readable by the dispatcher only."""
+    """Personal data (email, mobile number) given when filing, sealed under a key that only the
+    vault holds (nyc311/sealing.py); readable by the dispatcher and the purge only."""
 
     __tablename__ = "contacts"
 
     request_id: Mapped[str] = mapped_column(Text, primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    email: Mapped[str | None] = mapped_column(Text)
-    phone: Mapped[str | None] = mapped_column(Text)
-    purge_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class Closure(Base):

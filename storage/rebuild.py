@@ -43,14 +43,18 @@ What the switch carries over, and why:
   finish first (and are moved with the tables) and the next ones wait, then find the new schema
   by name through ``search_path`` (PostgreSQL re-resolves names after the rename, prepared
   statements included).
-- **The published schema** is untouched: it is shared by every projection schema in the
-  database and holds what was published, not a projection; its migration (0003) creates it
-  only where it is missing.
+- **The publication schema** is untouched: it holds what was published, not a projection.
+  It is the live projection's own (``Settings.published_schema``: ``published`` for ``nyc311``,
+  ``<schema>_published`` otherwise) and is carried in the settings, not derived from the schema
+  being migrated, so the fresh schema is migrated with the live projection's publication schema
+  (which exists already: migrations 0003 and 0006 leave it as it is) and, renamed to the live
+  name at the switch, publishes into it: no ``<schema>_rebuild_<ts>_published`` is ever made.
 - **The DLQ**: records the live projector dead-lettered fail again in the rebuild and are
   dead-lettered again (``consumer_group`` says the rebuild's group). ``nyc311 dlq replay``
   replays a source record once however often the DLQ holds it.
 - A column of a projection table that another service writes would be lost by a rebuild; none
-  exists today (``contacts.purge_after`` is written by nothing yet).
+  exists. The contact vault (keys and erasures) is a schema of its own that the rebuild leaves as
+  it is: the rebuilt projection opens the same sealed contacts and skips the erased ones.
 
 Going back: swap the names again and move the operational tables back, in one transaction.
 """
@@ -85,8 +89,6 @@ REBUILD_GROUP = "nyc311-projector-rebuild-{ts}"
 PROJECTION_TABLES = ("requests", "contacts", "closures", "surveys", "survey_answers")
 OFFSETS_TABLE = "consumer_offsets"
 VERSION_TABLE = "alembic_version"
-# Revisions that create objects in a schema shared by every projection schema of the database;
-# where those objects exist, a fresh schema records the revision instead of running it.
 SWITCH_LOCK_TIMEOUT = "60s"
 MAX_IDENTIFIER = 63
 
@@ -122,8 +124,8 @@ class RebuildResult:
 
 
 def migrate_fresh(settings: Settings, schema: str) -> None:
-    """Migrate a new projection schema beside an existing one (the shared ``published`` schema
-    is left as it is: its migration creates it only where it is missing)."""
+    """Migrate a new projection schema beside an existing one, with the live projection's
+    publication schema (``settings`` are the live projection's), which is left as it is."""
     upgrade(settings, schema=schema)
 
 
@@ -212,7 +214,8 @@ def rebuild(settings: Settings, *, progress: bool = True, wait_seconds: float = 
         result = RebuildResult(live=live, old=old)
         try:
             migrate_fresh(settings, new)
-            target = dataclasses.replace(settings, db_schema=new)
+            target = dataclasses.replace(  # publishing, if anything did, stays the live one's
+                settings, db_schema=new, published_schema_override=settings.published_schema)
             ensure_topics(settings, all_topics(settings))
             projector = Projector(target)
             loop = ConsumeLoop(target, REBUILD_GROUP.format(ts=ts), projector)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from storage.vault import held as vault_held
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -23,6 +25,9 @@ class Summary:
     dispatch: list[tuple[str, str | None, int]]
     satisfaction: list[tuple[str | None, int]]
     reopens: list[tuple[str, int]]
+    contacts_held: int = 0
+    oldest_contact_days: float | None = None
+    contacts_erased: int = 0
 
     def render(self) -> str:
         lines = [
@@ -40,6 +45,9 @@ class Summary:
                 f"{(level or 'no rating').lower().replace('_', ' ')} {n:,}"
                 for level, n in self.satisfaction) or "-"),
             "reopen requests     " + (", ".join(f"{s} {n:,}" for s, n in self.reopens) or "-"),
+            f"contacts held       {self.contacts_held:>10,}  (oldest "
+            + ("-" if self.oldest_contact_days is None else f"{self.oldest_contact_days:.1f} days")
+            + f"; {self.contacts_erased:,} erased)",
             "consumer offsets:",
         ]
         totals: dict[tuple[str, str], tuple[int, int]] = {}
@@ -51,7 +59,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(conn: psycopg.Connection) -> Summary:
+def summarize(conn: psycopg.Connection, vault_schema: str) -> Summary:
     one = conn.execute("""
         SELECT (SELECT count(*) FROM requests),
                (SELECT count(*) FROM requests WHERE has_contact),
@@ -81,6 +89,7 @@ def summarize(conn: psycopg.Connection) -> Summary:
     reopens = conn.execute(
         "SELECT status, count(*) FROM reopen_forwards GROUP BY 1 ORDER BY 1").fetchall()
     requests, with_contact, closures, closed, orphans, surveys, answers, first, last = one
+    held = vault_held(conn, vault_schema)
     return Summary(requests=requests, with_contact=with_contact, closures=closures,
                    closed_requests=closed, closures_without_request=orphans, surveys=surveys,
                    answers=answers, first_created=first, last_created=last,
@@ -88,4 +97,7 @@ def summarize(conn: psycopg.Connection) -> Summary:
                    offsets=[(g, t, p, o) for g, t, p, o in offsets],
                    dispatch=[(s, c, n) for s, c, n in dispatch],
                    satisfaction=[(s, n) for s, n in satisfaction],
-                   reopens=[(s, n) for s, n in reopens])
+                   reopens=[(s, n) for s, n in reopens],
+                   contacts_held=held[0],
+                   oldest_contact_days=None if held[1] is None else float(held[1]),
+                   contacts_erased=held[2])

@@ -49,12 +49,29 @@ def project(settings: Settings, max_seconds: float = 120) -> LoopStats:
     return stats
 
 
-def fetch_tables(conn: psycopg.Connection) -> dict[str, set[tuple[Any, ...]]]:
+def fetch_tables(conn: psycopg.Connection,
+                 vault: str = "nyc311_vault") -> dict[str, set[tuple[Any, ...]]]:
+    """The projection's rows; contacts opened with their keys from the vault (an erased one has
+    none and reads as (None, None))."""
     out = {}
     for table, columns in TABLE_COLUMNS.items():
+        if table == "contacts":
+            out[table] = {tuple(_norm(v) for v in row) for row in fetch_contacts(conn, vault)}
+            continue
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
         out[table] = {tuple(_norm(v) for v in row) for row in rows}
     return out
+
+
+def fetch_contacts(conn: psycopg.Connection,
+                   vault: str = "nyc311_vault") -> list[tuple[Any, ...]]:
+    """(request_id, event_id, created_at, email, phone) of every projected contact."""
+    from storage.vault import open_contact
+
+    rows = conn.execute(f"SELECT c.request_id, c.event_id, c.created_at, c.key_id, c.sealed, "
+                        f"k.key FROM contacts c LEFT JOIN {vault}.contact_keys k "
+                        f"USING (key_id)").fetchall()
+    return [(r[0], r[1], r[2], *open_contact(r[0], r[3], r[4], r[5])) for r in rows]
 
 
 def _norm(value: Any) -> Any:

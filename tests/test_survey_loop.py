@@ -55,7 +55,7 @@ def test_closed_to_email_to_answer_to_reopen_request(settings, topics, db, plain
             page = client.get(link)
             assert page.status_code == 200 and 'lang="es"' in page.text
             answer = client.post(link, data={"satisfaction": "STRONGLY_DISAGREE",
-                                             "reopen": "on",
+                                             "reopen": "yes",
                                              "feedback": "Sigue sin calefacción."})
             assert answer.status_code == 200
             again = client.post(link, data={"satisfaction": "AGREE"})

@@ -14,13 +14,24 @@ channel whose ``can_send`` accepts it and decides what to do from the class of e
 Adding another provider (another SMS gateway, an email API) means writing one class that
 implements :class:`Channel` and maps its failures onto these errors, and naming it in
 ``channels_from_settings``; the dispatcher does not change.
+
+**No error carries the contact.** The dispatcher writes error messages to its log and to
+``survey_dispatch.last_error``, and servers quote the address or number they refuse. So a
+channel raises its errors through :func:`redacted`: the message keeps the library's error class
+and the server's code and text, with the survey's address and number (in any form) replaced by
+``<address>`` / ``<number>``, and the library's exception is not chained (its text would quote
+them again in a traceback). A channel also sends inside :func:`nyc311.redact.sensitive`, so
+whatever a library logs meanwhile is redacted by value too.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from nyc311.redact import redact_contact
 
 # English and the ten designated citywide languages (Local Law 13 of 2025).
 LANGUAGES = frozenset({"en", "es", "zh", "ru", "bn", "ht", "ko", "ar", "ur", "fr", "pl"})
@@ -79,6 +90,15 @@ class PermanentSendError(SendError):
     """Can never succeed for this survey: do not retry."""
 
 
+def redacted(exc: SendError, survey: OutgoingSurvey, also: Iterable[str | None] = ()) -> SendError:
+    """The same kind of error, its message with the survey's address and number replaced
+    (``also``: other forms of them the channel used, e.g. the normalised recipient).
+
+    Raise it ``from None``: the original error (and what it chained) may quote them.
+    """
+    return type(exc)(redact_contact(str(exc), survey.email, survey.phone, also))
+
+
 @runtime_checkable
 class Channel(Protocol):
     """A way to deliver a survey. ``name`` is the SurveySent channel: ``EMAIL`` or ``SMS``."""
@@ -90,7 +110,8 @@ class Channel(Protocol):
         ...
 
     def send(self, survey: OutgoingSurvey) -> None:
-        """Deliver the survey; every delivery failure is raised as a :class:`SendError`."""
+        """Deliver the survey; every delivery failure is raised as a :class:`SendError` whose
+        message holds neither the address nor the number (see :func:`redacted`)."""
         ...
 
     def close(self) -> None:

@@ -22,6 +22,9 @@ How failures are classified (SMTP reply codes follow RFC 5321: 4xx temporary, 5x
 
 STARTTLS is never skipped: when it is configured and the server does not offer it, nothing is
 sent (no silent downgrade to plain text).
+
+Error messages name smtplib's error class and the server's code and reply; the recipient is
+replaced by ``<address>`` wherever the reply quotes it (``base.redacted``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from consumers.channels.base import (
     PermanentSendError,
     SendError,
     TransientSendError,
+    redacted,
 )
+from nyc311.redact import sensitive
 
 if TYPE_CHECKING:
     from nyc311.settings import Settings
@@ -58,7 +63,8 @@ def recipient_address(raw: str | None) -> str:
 
     Internationalized local parts (non-ASCII before the ``@``) would need SMTPUTF8 end to end and
     are refused here as permanent rather than half-supported. The error never repeats the
-    address: it ends up in logs and the dispatch table, and personal data stays in ``contacts``.
+    address: it ends up in logs and the dispatch table, and personal data stays in ``contacts``
+    (the parser's own message may quote it, so ``send`` redacts what is raised here too).
     """
     if not raw or not raw.strip():
         raise PermanentSendError("no email address")
@@ -67,7 +73,8 @@ def recipient_address(raw: str | None) -> str:
         address = Address(addr_spec=text)
         domain = address.domain.encode("idna").decode("ascii")
     except Exception as exc:  # the parser raises several unrelated classes for bad input
-        raise PermanentSendError(f"not a usable email address ({exc})") from None
+        raise PermanentSendError(f"not a usable email address ({type(exc).__name__}: {exc})"
+                                 ) from None
     if not address.username or "." not in domain:
         raise PermanentSendError("not a usable email address (no domain)")
     return Address(username=address.username, domain=domain).addr_spec
@@ -148,34 +155,49 @@ class SmtpChannel:
         return bool(survey.email and survey.email.strip())
 
     def send(self, survey: OutgoingSurvey) -> None:
+        try:  # the address as it goes on the wire, where the server may quote it
+            also = [recipient_address(survey.email)]
+        except SendError:
+            also = []
+        with sensitive(survey.email, survey.phone, also):
+            try:
+                self._send(survey)
+            except SendError as exc:
+                raise redacted(exc, survey, also) from None
+
+    def _send(self, survey: OutgoingSurvey) -> None:
         recipient = recipient_address(survey.email)
         try:
             message = build_message(survey, sender=self.sender, recipient=recipient)
         except ValueError as exc:  # a header with a line break: the rendered survey is unusable
-            raise PermanentSendError(f"cannot build the email: {exc}") from exc
+            raise PermanentSendError(f"cannot build the email: {type(exc).__name__}: {exc}"
+                                     ) from exc
         with self._lock:
             conn = self._connection()
             try:
                 conn.send_message(message, from_addr=self.envelope_from, to_addrs=[recipient])
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
-                raise _reply_code(code)(f"recipient refused: {code} {_decode(reply)}") from exc
+                raise _reply_code(code)(f"recipient refused: {type(exc).__name__} {code} "
+                                        f"{_decode(reply)}") from exc
             except smtplib.SMTPSenderRefused as exc:
                 self._drop()
                 if 500 <= exc.smtp_code < 600:
                     raise _unavailable(f"{self.host} refused our sender {exc.sender!r}: "
                                        f"{exc.smtp_code} {_decode(exc.smtp_error)}") from exc
-                raise TransientSendError(f"sender deferred: {exc.smtp_code} "
-                                         f"{_decode(exc.smtp_error)}") from exc
+                raise TransientSendError(f"sender deferred: {type(exc).__name__} "
+                                         f"{exc.smtp_code} {_decode(exc.smtp_error)}") from exc
             except smtplib.SMTPDataError as exc:
                 raise _reply_code(exc.smtp_code)(
-                    f"message refused: {exc.smtp_code} {_decode(exc.smtp_error)}") from exc
+                    f"message refused: {type(exc).__name__} {exc.smtp_code} "
+                    f"{_decode(exc.smtp_error)}") from exc
             except smtplib.SMTPNotSupportedError as exc:  # the address needs SMTPUTF8
-                raise PermanentSendError(f"{self.host} cannot take this address: {exc}") from exc
+                raise PermanentSendError(f"{self.host} cannot take this address: "
+                                         f"{type(exc).__name__}: {exc}") from exc
             except smtplib.SMTPResponseException as exc:
                 self._drop()
                 raise _reply_code(exc.smtp_code)(
-                    f"{exc.smtp_code} {_decode(exc.smtp_error)}") from exc
+                    f"{type(exc).__name__} {exc.smtp_code} {_decode(exc.smtp_error)}") from exc
             except (smtplib.SMTPException, OSError) as exc:  # disconnects, timeouts, TLS errors
                 self._drop()
                 raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc

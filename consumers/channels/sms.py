@@ -20,6 +20,10 @@ How failures are classified:
 
 A successful publish means SNS accepted the message, not that the phone received it (SNS reports
 delivery separately, in its delivery status logs).
+
+Error messages keep the error class, SNS's code and its message, with the number replaced by
+``<number>`` (SNS says ``Invalid parameter: PhoneNumber Reason: +1212555 is not valid``, quoting
+it; ``base.redacted``).
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from consumers.channels.base import (
     PermanentSendError,
     SendError,
     TransientSendError,
+    redacted,
 )
+from nyc311.redact import redact_contact, sensitive
 
 if TYPE_CHECKING:
     from nyc311.settings import Settings
@@ -67,12 +73,14 @@ CHANNEL_CODES = frozenset({
 })
 
 
-def classify_client_error(exc: ClientError) -> SendError:
-    """The SendError for an error answer from SNS, by its code and HTTP status."""
+def classify_client_error(exc: ClientError, phone: str | None = None) -> SendError:
+    """The SendError for an error answer from SNS, by its code and HTTP status; ``phone`` (the
+    number sent to) is replaced wherever SNS's message quotes it."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    text = f"SNS {code or 'error'} ({status}): {error.get('Message', '')}"
+    text = redact_contact(f"SNS {code or 'error'} ({status}): {error.get('Message', '')}",
+                          phone=phone)
     if status >= 500:
         return TransientSendError(text)
     if code in PERMANENT_CODES:
@@ -110,6 +118,13 @@ class SnsSmsChannel:
         return bool(survey.phone and survey.phone.strip())
 
     def send(self, survey: OutgoingSurvey) -> None:
+        with sensitive(survey.email, survey.phone):
+            try:
+                self._send(survey)
+            except SendError as exc:
+                raise redacted(exc, survey) from None
+
+    def _send(self, survey: OutgoingSurvey) -> None:
         if not survey.phone:
             raise PermanentSendError("no phone number")
         try:
@@ -121,12 +136,13 @@ class SnsSmsChannel:
                 },
             )
         except ClientError as exc:
-            raise classify_client_error(exc) from exc
+            raise classify_client_error(exc, survey.phone) from exc
         except ParamValidationError as exc:
-            raise PermanentSendError(f"SNS request refused by the client: {exc}") from exc
+            raise PermanentSendError(f"SNS request refused by the client: "
+                                     f"{type(exc).__name__}: {exc}") from exc
         except (NoCredentialsError, PartialCredentialsError, NoRegionError) as exc:
             log.error("SMS channel unavailable, surveys wait until it is fixed: %s", exc)
-            raise ChannelUnavailableError(str(exc)) from exc
+            raise ChannelUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         except BotoCoreError as exc:  # connection refused, timeouts, closed connections
             raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc
 

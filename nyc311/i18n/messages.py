@@ -63,6 +63,17 @@ def closed_sentence(language: str, request_id: str, agency_name: str | None,
                             "agency_name": (agency_name or "").strip()}
 
 
+def render_sms(language: str, link: str) -> str:
+    """The survey's text message in ``language``: one short sentence or two, then ``link``.
+
+    Written to fit one SMS segment with a short link (``nyc311/survey_links.py``): see
+    ``nyc311/i18n/segments.py`` and the SMS section of docs/DESIGN.md.
+    """
+    context = language_context(resolve_language(language))
+    return " ".join(_environment().get_template("sms.txt").render(
+        {**context, "link": link}).split())
+
+
 def render_survey_message(language: str, link: str, request_id: str, agency_name: str | None,
                           status: str | None, valid_days: int) -> SurveyMessage:
     """The invitation in ``language`` (any BCP 47 tag; unsupported ones get English)."""
@@ -83,5 +94,5 @@ def render_survey_message(language: str, link: str, request_id: str, agency_name
         subject=subject,
         text=env.get_template("email.txt").render(values).strip() + "\n",
         html=env.get_template("email.html").render(values),
-        sms=" ".join(env.get_template("sms.txt").render(values).split()),
+        sms=render_sms(code, link),
     )

@@ -1,9 +1,12 @@
 """What a person sent from the survey form, cleaned and checked before anything is recorded.
 
 Every field is optional, but an answer must say something: a level, a reopen request or a
-comment. Comments are kept as typed (HTML included: they are escaped wherever they are shown,
-never altered), with line breaks normalised so a browser's CRLF does not count twice against
-the limit, and with control characters PostgreSQL or a log line cannot hold removed.
+comment. The reopen box is read exactly as the form sends it: ``reopen=yes`` when ticked, no
+field when not; anything else (``false``, ``0``, ``off``, an empty value) is refused rather than
+guessed at, since a wrong guess forwards a request to an agency. Comments are kept as typed
+(HTML included: they are escaped wherever they are shown, never altered), with line breaks
+normalised so a browser's CRLF does not count twice against the limit, and with control
+characters PostgreSQL or a log line cannot hold removed.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ LEVELS: tuple[tuple[str, str], ...] = (
     ("STRONGLY_DISAGREE", N_("Strongly disagree")),
 )
 _SYMBOLS = frozenset(symbol for symbol, _ in LEVELS)
+# The value of the form's reopen checkbox (templates/form.html); a browser omits it when unticked.
+REOPEN_TICKED = "yes"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 # Problems, by the code the form template shows a message for.
 EMPTY = "empty"
 TOO_LONG = "too_long"
 INVALID_CHOICE = "invalid_choice"
+INVALID_REOPEN = "invalid_reopen"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,8 @@ def clean_feedback(raw: str) -> str:
 def read_answer(fields: Mapping[str, str]) -> Answer:
     """Parse the form; ``problem`` is set (and nothing may be recorded) when it cannot be taken."""
     raw_level = fields.get("satisfaction", "").strip()
-    reopen = bool(fields.get("reopen", "").strip())
+    raw_reopen = fields.get("reopen")
+    reopen = raw_reopen == REOPEN_TICKED
     typed = fields.get("feedback", "")
     feedback = clean_feedback(typed) or None
     problem: str | None = None
@@ -62,6 +69,8 @@ def read_answer(fields: Mapping[str, str]) -> Answer:
             satisfaction = raw_level
         else:
             problem = INVALID_CHOICE
+    if problem is None and raw_reopen is not None and not reopen:
+        problem = INVALID_REOPEN
     if problem is None and feedback is not None and len(feedback) > FEEDBACK_LIMIT:
         problem = TOO_LONG
     if problem is None and satisfaction is None and not reopen and feedback is None:

@@ -1,17 +1,21 @@
 """The survey page: a small Starlette app that shows the survey and turns answers into events.
 
 It is a producer like the CSV importer: its only outputs are SurveyAnswered records on Kafka and
-its own claims table (``survey_submissions``), which makes each survey answerable once. It reads
-nothing else from the projection; everything a page needs (survey, request number, language)
-is in the signed link.
+its own tables: the claims (``survey_submissions``), which make each survey answerable once, and
+the outbox (``survey_answer_outbox``), from which a relay thread produces the events
+(``outbox``). It reads nothing else from the projection; everything a page needs (survey,
+request number, language) is in the signed link (``/survey/<token>``, in emails) or in the
+``survey_links`` row a short link names (``/s/<id>``, in text messages).
 
-Every outcome is a page in the person's language, never a stack trace: a forged or altered
-link (400), an expired one (410), an answered survey, a form to fix (400), Kafka or PostgreSQL
-unavailable (503, nothing recorded, the form kept so it can be sent again).
+Every outcome is a page in the person's language, never a stack trace: a forged, altered or
+unknown link (400), an expired one (410), an answered survey, a form to fix (400), PostgreSQL
+unavailable (503, nothing recorded, the form kept so it can be sent again). Kafka being away
+is not an outcome the person sees: the answer waits in the outbox.
 
-``/metrics`` counts the answers by outcome (``nyc311_survey_answers_total``) and the error
-pages (``nyc311_server_errors_total``) for Prometheus; ``/healthz`` and ``nyc311_ready`` say
-whether PostgreSQL answers. Neither carries a token or any personal data.
+``/metrics`` counts the answers by outcome (``nyc311_survey_answers_total``), the error pages
+(``nyc311_server_errors_total``) and the outbox (``nyc311_outbox_*``) for Prometheus;
+``/healthz`` and ``nyc311_ready`` say whether PostgreSQL answers and the outbox keeps up (see
+``outbox.outbox_health``). Neither carries a token or any personal data.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,16 +46,16 @@ from nyc311.metrics import (
     ANSWER_NOT_RECORDED,
     ANSWER_RECORDED,
     Metrics,
-    database_health,
+    check_health,
 )
 from nyc311.settings import Settings
 from nyc311.tokens import SurveyClaim, TokenError, TokenExpired, read_token
 from producers.producer import EventProducer
 from producers.survey_web.answers import TOO_LONG, read_answer
+from producers.survey_web.outbox import OutboxGauge, OutboxRelay, outbox_health
 from producers.survey_web.pages import STATIC_DIR, notice, render, survey_form
 from producers.survey_web.security import SecurityHeaders
 from producers.survey_web.submissions import AnswerRecorder, NotRecorded
-from storage.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ MAX_FORM_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 16
 UNREADABLE = "unreadable"
 UNAVAILABLE = "unavailable"
+HEALTH_THREADS = 2  # /healthz and /metrics have threads of their own, never queued behind answers
 
 
 class _Unreadable(ValueError):
@@ -86,19 +94,33 @@ async def _read_form(request: Request) -> dict[str, str]:
         raise _Unreadable from exc
     fields: dict[str, str] = {}
     for name, value in pairs:
-        fields.setdefault(name, value)
+        if name in fields:  # the form sends each field once; a second value is not ours to pick
+            raise _Unreadable
+        fields[name] = value
     return fields
 
 
 class SurveyPages:
     """The routes, with the settings and the recorder they share."""
 
-    def __init__(self, settings: Settings, recorder: AnswerRecorder, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, recorder: AnswerRecorder, metrics: Metrics,
+                 relay: OutboxRelay) -> None:
         self.settings = settings
         self.metrics = metrics
         self.secret = settings.require_survey_secret()
         self.max_age = settings.survey_token_days * 86_400
         self.recorder = recorder
+        self.relay = relay
+        self._health_limiter: CapacityLimiter | None = None
+
+    async def _off_loop(self, function: Any) -> Any:
+        """Run a health or metrics check on the threads kept for them."""
+        if self._health_limiter is None:
+            self._health_limiter = CapacityLimiter(HEALTH_THREADS)
+        return await anyio.to_thread.run_sync(function, limiter=self._health_limiter)
+
+    def health(self) -> tuple[bool, str]:
+        return outbox_health(self.settings, self.relay)
 
     def language(self, request: Request, preferred: str | None = None) -> str:
         """``?lang=`` if it names one of the eleven, else the link's language, else the
@@ -121,23 +143,20 @@ class SurveyPages:
         return notice("landing", self.language(request))
 
     async def healthz(self, request: Request) -> Response:
-        def check() -> None:
-            with connect(self.settings, autocommit=True) as conn:
-                conn.execute("SELECT 1")
-
-        try:
-            await run_in_threadpool(check)
-        except Exception as exc:
-            log.warning("health check: database unavailable: %s", type(exc).__name__)
-            return PlainTextResponse("database unavailable\n", status_code=503)
-        return PlainTextResponse("ok\n")
+        """200 ``ready: <backlog>``, or 503 and why (database, relay, answers waiting too long)."""
+        ok, reason = await self._off_loop(lambda: check_health(self.health))
+        if not ok:
+            log.warning("health check: not ready: %s", reason)
+            return PlainTextResponse(f"{reason}\n", status_code=503)
+        return PlainTextResponse(f"ready: {reason}\n")
 
     async def metrics_page(self, request: Request) -> Response:
         # off the event loop: nyc311_ready asks PostgreSQL, like /healthz
-        body = await run_in_threadpool(self.metrics.exposition)
+        body = await self._off_loop(self.metrics.exposition)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def survey(self, request: Request) -> Response:
+        """A signed link (``/survey/<token>``), as emails carry."""
         token = request.path_params["token"]
         try:
             claim = read_token(self.secret, token, self.max_age)
@@ -147,6 +166,25 @@ class SurveyPages:
         except (TokenError, ValueError):
             log.info("survey link refused: not valid")
             return notice("invalid", self.language(request))
+        return await self._answer(request, claim)
+
+    async def short_survey(self, request: Request) -> Response:
+        """A short link (``/s/<id>``), as text messages carry: the same pages, from the row its
+        id names."""
+        try:
+            found = await run_in_threadpool(self.recorder.find_link,
+                                            request.path_params["link_id"])
+        except Exception as exc:
+            log.warning("survey page: database unavailable: %s", type(exc).__name__)
+            return notice("unavailable", self.language(request))
+        if found is None:
+            log.info("survey link refused: no such short link")
+            return notice("invalid", self.language(request))
+        if found.expired:
+            return notice("expired", self.language(request, found.claim.language))
+        return await self._answer(request, found.claim)
+
+    async def _answer(self, request: Request, claim: SurveyClaim) -> Response:
         if request.method == "POST":
             return await self._submit(request, claim)
         return await self._show(request, claim)
@@ -211,20 +249,26 @@ class _SurveyApp(Starlette):
 
 def create_app(settings: Settings, producer: EventProducer | None = None,
                metrics: Metrics | None = None) -> Starlette:
-    """The survey page. Without ``producer`` the app makes its own and flushes it on shutdown;
-    without ``metrics`` it counts in the process registry, as service ``survey-web``.
+    """The survey page and its outbox relay (started and stopped with the app). Without
+    ``producer`` the relay makes its own; without ``metrics`` it counts in the process registry,
+    as service ``survey-web``.
 
     Raises :class:`~nyc311.settings.SettingsError` when ``NYC311_SURVEY_SECRET`` is not set.
     """
-    recorder = AnswerRecorder(settings, producer)
     metrics = metrics or Metrics("survey-web")
-    metrics.watch(lambda: database_health(settings))
-    pages = SurveyPages(settings, recorder, metrics)
+    relay = OutboxRelay(settings, metrics, producer)
+    recorder = AnswerRecorder(settings, on_stored=relay.notify)
+    pages = SurveyPages(settings, recorder, metrics, relay)
+    metrics.watch(pages.health)
+    metrics.watch_outbox(OutboxGauge(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await run_in_threadpool(recorder.close)
+        relay.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(relay.stop)
 
     return _SurveyApp(
         routes=[
@@ -232,6 +276,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None,
             Route("/healthz", pages.healthz, methods=["GET"]),
             Route("/metrics", pages.metrics_page, methods=["GET"]),
             Route("/survey/{token}", pages.survey, methods=["GET", "POST"]),
+            Route("/s/{link_id}", pages.short_survey, methods=["GET", "POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={HTTPException: pages.http_error, Exception: pages.server_error},

@@ -2,8 +2,9 @@
 
 Uvicorn's access log is off: every survey URL carries its link token, and a token in a log file
 is a way to answer someone else's survey. The app logs what matters (a survey id answered, a
-link refused) without it. SIGTERM and Ctrl-C finish the requests in hand, then the producer is
-flushed and closed.
+link refused) without it. SIGTERM and Ctrl-C finish the requests in hand, then the outbox relay
+sends what is due (for up to ten seconds) and stops; answers still unsent wait in the outbox for
+the next start.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 SECRET = "test-secret-0123456789abcdef"
 T0 = datetime(2026, 10, 5, 14, 0, tzinfo=UTC)
 LINK = re.compile(r"https?://\S+/survey/[A-Za-z0-9_.\-]+")
+SHORT_LINK = re.compile(r"https?://\S+/s/[A-Za-z0-9]{12}$")  # SMS: nyc311/survey_links.py
 
 
 def created(request_id: str, email: str | None = None, phone: str | None = None,
@@ -166,5 +167,5 @@ def test_sms_through_an_sns_server(settings, topics, db, moto_server):
     project(sms)
     assert dispatch(sms).stats.by_channel == {"SMS": 1}
     texts = [m for m in moto_server.sms_messages() if m["phone_number"] == "+12125550142"]
-    assert len(texts) == 1 and LINK.search(texts[0]["message"])
+    assert len(texts) == 1 and SHORT_LINK.search(texts[0]["message"])
     assert statuses(db)["4001"][:3] == ("sent", "SMS", "ar")

@@ -194,9 +194,12 @@ def start_projector(settings: Settings, log: Path, batch_size: int = 100,
     return Projector(proc, log)
 
 
-def run_cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nyc311.cli", *args], env=cli_env(settings),
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def run_cli(settings: Settings, *args: str, timeout: float = 120,
+            env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nyc311.cli", *args],
+                          env=cli_env(settings, **(env or {})), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, input=stdin)
 
 
 def stored_offsets(settings: Settings, group: str = "nyc311-projector") -> int:

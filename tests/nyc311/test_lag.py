@@ -1,8 +1,11 @@
 """`nyc311 lag` and the lag exporter against the real broker, checked against Kafka's own tool.
 
 The committed offsets, log ends and lags must be the numbers `kafka-consumer-groups --describe`
-prints; the statuses must follow what the consumers really do (a stopped projector, a member
-that owns partitions and does not commit, a group that never committed).
+prints, except where a group never committed a partition: Kafka's tool shows no lag there (or
+leaves the partition out), ours counts the backlog from the log start, which the group will
+read. The statuses must follow what the consumers really do (a stopped projector, a member that
+owns partitions and does not commit, a group that never committed, a projector stuck on its
+batch while its database refuses it).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def lag_json(settings, *args: str, exit_code: int = 0) -> dict:
     result = CliRunner().invoke(main, ["lag", "--json", *args], env=cli_env(settings),
                                 catch_exceptions=False)
     assert result.exit_code == exit_code, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # not the log lines of a consumer running beside it
 
 
 def only_group(report: dict) -> dict:
@@ -116,13 +119,14 @@ def test_numbers_agree_with_kafka_consumer_groups_and_a_stuck_member_stalls(sett
             p = ours[tp]
             assert row["CURRENT-OFFSET"] == ("-" if p["committed"] is None else str(p["committed"]))
             assert row["LOG-END-OFFSET"] == str(p["log_end"])
-            assert row["LAG"] == ("-" if p["lag"] is None else str(p["lag"]))
+            # Kafka's tool has no lag where nothing was committed; ours is the backlog
+            assert row["LAG"] == ("-" if p["committed"] is None else str(p["lag"]))
             assert (row["CONSUMER-ID"], row["HOST"], row["CLIENT-ID"]) == (
                 p["consumer_id"], p["host"], p["client_id"])
         # and the numbers are the ones this test made
         assert [(ours[(topic, i)]["committed"], ours[(topic, i)]["log_end"],
                  ours[(topic, i)]["lag"]) for i in range(3)] == [(5, 12, 7), (7, 7, 0),
-                                                                 (None, 5, None)]
+                                                                 (None, 5, 5)]
 
         # over a window: the member owns partition 0 and does not move past 5 while lag is 7
         group_report = only_group(lag_json(settings, "--group", group, "--window", "3",
@@ -130,11 +134,14 @@ def test_numbers_agree_with_kafka_consumer_groups_and_a_stuck_member_stalls(sett
         ours = by_partition(group_report)
     assert group_report["status"] == "STALL"
     assert group_report["reason"].startswith(f"{topic}[0]: offset 5 not moving")
-    assert [ours[(topic, i)]["status"] for i in range(3)] == ["STALL", "OK", "OK"]
+    # partition 2, never committed, owned, its 5 records not read: stuck as well
+    assert [ours[(topic, i)]["status"] for i in range(3)] == ["STALL", "OK", "STALL"]
+    assert ours[(topic, 2)]["reason"].startswith("never committed, 5 record(s) waiting")
     assert ours[(topic, 0)]["lag_seconds"] > 0
     assert ours[(topic, 1)]["lag_seconds"] == 0
-    assert ours[(topic, 2)]["lag_seconds"] is None
-    assert group_report["sum_lag"] == group_report["max_lag"] == 7
+    assert ours[(topic, 2)]["lag_seconds"] > 0
+    assert group_report["sum_lag"] == 7 + 5
+    assert group_report["max_lag"] == 7
 
 
 def test_lag_grows_while_the_projector_is_stopped_and_clears_once_it_caught_up(settings, topics,
@@ -151,8 +158,13 @@ def test_lag_grows_while_the_projector_is_stopped_and_clears_once_it_caught_up(s
     # Kafka's committed offsets are the copy of the ones PostgreSQL holds
     truth = load_group(db, group)
     assert {(p["topic"], p["partition"]): p["committed"]
-            for p in caught_up["partitions"]} == truth
-    assert len(truth) == 6  # every partition of both topics was consumed: every lag is counted
+            for p in caught_up["partitions"] if p["committed"] is not None} == truth
+    assert len(truth) == 6  # every partition of both topics with records was consumed
+    # the projector's two survey topics are empty: listed, never committed, nothing to read
+    empty = [p for p in caught_up["partitions"] if p["committed"] is None]
+    assert {p["topic"] for p in empty} == {settings.topic("nyc311.survey-sent"),
+                                           settings.topic("nyc311.survey-answered")}
+    assert all(p["lag"] == 0 and p["status"] == "OK" for p in empty)
 
     produce(settings, second)
     time.sleep(1.0)
@@ -183,10 +195,12 @@ def test_a_group_without_committed_offsets_says_so(settings, topics):
         text = CliRunner().invoke(main, ["lag", "--group", group, "--window", "1"],
                                   env=cli_env(settings), catch_exceptions=False).output
     assert report["exists"] and not report["has_committed_offsets"]
+    # one sample judges no movement; the backlog from the log start is counted all the same
     assert report["status"] == "OK" and report["reason"].startswith("no committed offsets")
     assert {p["partition"]: (p["committed"], p["log_end"], p["lag"])
-            for p in report["partitions"]} == {0: (None, 3, None), 1: (None, 0, None),
-                                               2: (None, 0, None)}
+            for p in report["partitions"]} == {0: (None, 3, 3), 1: (None, 0, 0),
+                                               2: (None, 0, 0)}
+    assert report["sum_lag"] == 3
     assert all(p["consumer_id"] for p in report["partitions"])
     assert f"Consumer group '{group}' has no committed offsets." in text
 
@@ -272,16 +286,18 @@ def test_the_exporter_serves_kafka_lag_exporter_metrics_and_stops_on_sigterm(set
             "member_host": host, "consumer_id": consumer_id, "client_id": client_id}.items())))
 
     assert [partition("kafka_consumergroup_group_offset", p) for p in range(3)] == [5, 7, None]
-    assert [partition("kafka_consumergroup_group_lag", p) for p in range(3)] == [7, 0, None]
+    # partition 2 was never committed: its lag is its backlog from the log start
+    assert [partition("kafka_consumergroup_group_lag", p) for p in range(3)] == [7, 0, 5]
     assert partition("kafka_consumergroup_group_lag_seconds", 0) > 0
     assert partition("kafka_consumergroup_group_lag_seconds", 1) == 0
+    assert partition("kafka_consumergroup_group_lag_seconds", 2) > 0
     per_group = {"cluster_name": "t", "group": group}
     simple = {**per_group, "is_simple_consumer": "false"}
     assert metrics[("kafka_consumergroup_group_max_lag", frozenset(simple.items()))] == 7
     assert metrics[("kafka_consumergroup_group_max_lag_seconds", frozenset(simple.items()))] > 0
-    assert metrics[("kafka_consumergroup_group_sum_lag", frozenset(per_group.items()))] == 7
+    assert metrics[("kafka_consumergroup_group_sum_lag", frozenset(per_group.items()))] == 12
     assert metrics[("kafka_consumergroup_group_topic_sum_lag",
-                    frozenset({**per_group, "topic": topic}.items()))] == 7
+                    frozenset({**per_group, "topic": topic}.items()))] == 12
     for p, end in enumerate([12, 7, 5]):
         tp = frozenset({"cluster_name": "t", "topic": topic, "partition": str(p)}.items())
         assert metrics[("kafka_partition_latest_offset", tp)] == end
@@ -308,3 +324,136 @@ def test_watch_redraws_every_interval_until_interrupted(settings, topics):
     assert proc.returncode == 0
     assert [only_group(r)["samples"] for r in lines] == [1, 2, 2]
     assert all(only_group(r)["status"] == "OK" and only_group(r)["sum_lag"] == 0 for r in lines)
+
+
+# -- what the group will read, and a consumer that is stuck ----------------------------------------
+
+
+def test_partitions_a_stopped_projector_never_committed_count_with_their_backlog(settings,
+                                                                                 topics):
+    from nyc311.lag import LagMonitor
+    from nyc311.lag_exporter import LagCollector
+    from tests.helpers import survey_events
+
+    events = list(simulate_month("2026-03", 200, seed=9))
+    group = settings.group(PROJECTOR)
+    produce(settings, events[:300])
+    project(settings)
+    later = events[300:]
+    surveys = survey_events([e for e in events if e[0] == "request_created"], seed=9)
+    produce(settings, later + surveys)  # the survey topics: never committed by the group
+
+    report = only_group(lag_json(settings, "--group", group, "--window", "1"))
+    never = [p for p in report["partitions"] if p["committed"] is None]
+    assert {p["topic"] for p in never} == {settings.topic("nyc311.survey-sent"),
+                                           settings.topic("nyc311.survey-answered")}
+    assert all(p["lag"] == p["log_end"] - p["log_start"] for p in never)
+    assert sum(p["lag"] for p in never) == len(surveys)
+    assert report["sum_lag"] == len(later) + len(surveys)  # the whole backlog, not a part
+    assert report["status"] == "STOP"  # nobody reads it
+    assert all(p["status"] == "STOP" for p in never if p["lag"])
+
+    text = CliRunner().invoke(main, ["lag", "--group", group, "--window", "1"],
+                              env=cli_env(settings), catch_exceptions=False).output
+    assert f"total lag {len(later) + len(surveys)} record(s)" in text
+    assert (f"CURRENT-OFFSET -: never committed; LAG counts from the log start, where the group "
+            f"will read ({len(surveys)} record(s) of the total)") in text
+
+    monitor = LagMonitor(settings, [group], window=1)  # the exporter's numbers: the same
+    monitor.sample()
+    collector = LagCollector("t")
+    collector.update(monitor.report(lag_seconds=False))
+    exported = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in collector.collect() for s in family.samples}
+    assert exported[("kafka_consumergroup_group_sum_lag",
+                     (("cluster_name", "t"), ("group", group)))] == len(later) + len(surveys)
+    for topic in ("nyc311.survey-sent", "nyc311.survey-answered"):
+        assert exported[("kafka_consumergroup_group_topic_sum_lag", (
+            ("cluster_name", "t"), ("group", group), ("topic", settings.topic(topic))))] == \
+            sum(1 for name, _ in surveys if name == topic.removeprefix("nyc311.").replace(
+                "-", "_"))
+
+    project(settings)
+    done = only_group(lag_json(settings, "--group", group, "--window", "1"))
+    assert done["sum_lag"] == 0 and done["status"] == "OK"
+    assert all(p["committed"] is not None for p in done["partitions"] if p["log_end"])
+
+
+@contextmanager
+def database_refusing(base_settings, settings) -> Iterator[None]:
+    """The test's database refuses every connection (and drops the open ones) until the end of
+    the block: a real outage of that database, the server staying up for the others."""
+    import psycopg
+
+    database = settings.database_url.rpartition("/")[2]
+    with psycopg.connect(base_settings.libpq_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0')
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')
+
+
+def test_a_projector_stuck_on_its_work_while_it_heartbeats_is_stall_and_unhealthy(
+        settings, topics, base_settings):
+    """The projector's database refuses it: the loop retries, keeps polling (so it stays a
+    member and owns its partitions), does not commit. `nyc311 lag` says STALL, /healthz 503
+    with the reason, nyc311_stalled_seconds rises; all of it clears once the database is back.
+    Twice: stuck on its first assignment (partitions never committed), then on a batch."""
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from consumers.loop import ConsumeLoop
+    from consumers.projector import Projector
+    from nyc311.metrics import Metrics
+    from tests.nyc311.test_metrics import Running, value, wait_for
+
+    group = settings.group(PROJECTOR)
+    events = list(simulate_month("2026-03", 150, seed=12))
+    first, second = events[:200], events[200:]
+    produce(settings, first)
+    loop = ConsumeLoop(replace(settings, stall_seconds=1.0), PROJECTOR, Projector(settings),
+                       metrics=Metrics("projector", CollectorRegistry()))
+    service = Running(loop)
+    try:
+        with database_refusing(base_settings, settings):
+            service.start()
+            _, reason = wait_for(lambda: (r := service.health())[0] == 503
+                                 and r[1].startswith("stalled for") and r, "/healthz stalled")
+            assert "database unavailable" in reason
+            text = service.metrics()
+            assert value(text, "nyc311_stalled_seconds", service="projector") > 0
+            assert value(text, "nyc311_ready", service="projector") == 0
+            stuck = only_group(lag_json(settings, "--group", group, "--interval", "0.3"))
+            assert stuck["members"] == 1 and not stuck["has_committed_offsets"]
+            assert stuck["status"] == "STALL", stuck["reason"]
+            assert stuck["sum_lag"] == len(first)
+
+        wait_for(lambda: loop.stats.records == len(first), "the backlog to be projected")
+        wait_for(lambda: service.health()[0] == 200, "/healthz 200")
+        assert value(service.metrics(), "nyc311_stalled_seconds", service="projector") == 0
+        wait_for(lambda: only_group(lag_json(settings, "--group", group, "--window", "1"))[
+            "sum_lag"] == 0, "Kafka's copy of the offsets to catch up")
+
+        with database_refusing(base_settings, settings):
+            produce(settings, second)  # its batch meets the database away
+            _, reason = wait_for(lambda: (r := service.health())[0] == 503
+                                 and r[1].startswith("stalled for") and r, "/healthz stalled")
+            assert "database unavailable" in reason
+            assert value(service.metrics(), "nyc311_stalled_seconds", service="projector") > 0
+            stuck = only_group(lag_json(settings, "--group", group, "--interval", "0.3"))
+            assert stuck["status"] == "STALL" and stuck["members"] == 1
+            assert " not moving over " in stuck["reason"] and "offset " in stuck["reason"]
+            assert stuck["sum_lag"] == len(second)
+
+        wait_for(lambda: loop.stats.records == len(events), "the batch to be written")
+        wait_for(lambda: service.health()[0] == 200, "/healthz 200 again")
+        service.stop()
+    finally:
+        service.close()
+    assert not loop.stats.abandoned
+    done = only_group(lag_json(settings, "--group", group, "--window", "1"))
+    assert done["status"] == "OK" and done["sum_lag"] == 0

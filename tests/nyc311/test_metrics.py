@@ -561,3 +561,17 @@ def test_prometheus_scrapes_every_service_on_its_metrics_port():
     assert scraped == expected
     for name in ("prometheus", "grafana"):
         assert name in compose["services"]
+
+
+def test_the_runbook_stall_alerts_use_only_metrics_that_exist():
+    """The alert rules docs/RUNBOOK.md gives for a stalled consumer parse as Prometheus rules
+    and select only series the services and the lag exporter export."""
+    text = (REPO / "docs" / "RUNBOOK.md").read_text(encoding="utf-8")
+    block = text.split("<!-- stall-alerts -->", 1)[1].split("<!-- /stall-alerts -->", 1)[0]
+    rules = yaml.safe_load(block.strip().removeprefix("```yaml").removesuffix("```"))
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    assert {"Nyc311ConsumerStalled", "Nyc311ConsumerNotReady"} <= set(exprs)
+    known = defined_metric_names() | LAG_EXPORTER_METRICS | PROMETHEUS_SERIES
+    used = {name for expr in exprs.values() for name in promql_metric_names(expr)}
+    assert {"nyc311_stalled_seconds", "nyc311_ready", "nyc311_consumergroup_status"} <= used
+    assert used <= known, used - known

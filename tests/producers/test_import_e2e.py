@@ -69,5 +69,5 @@ def test_importing_twice_changes_nothing(settings, topics, db, shared_csv):
 def test_a_missing_file_is_a_clear_error(settings):
     result = CliRunner().invoke(main, ["import-nyc-csv", "/nonexistent/file.csv"],
                                 env=cli_env(settings))
-    assert result.exit_code == 2
-    assert "does not exist" in result.output
+    assert result.exit_code == 1
+    assert "cannot read /nonexistent/file.csv: No such file or directory" in result.output

@@ -18,9 +18,11 @@ import pytest
 
 from nyc311.i18n import translations
 from nyc311.settings import Settings
+from nyc311.survey_links import create_link
 from nyc311.tokens import make_token
 from producers.survey_web import create_app
 from tests.helpers import project
+from tests.outbox_helpers import relayed
 from tests.servers import needs_chromium, serve_app
 
 SECRET = "x" * 32
@@ -80,8 +82,37 @@ def test_a_person_answers_the_survey_in_their_language(browser, base_url, survey
         context.close()
     assert problems == []
 
-    # End to end: the answer went through Kafka and the projector into PostgreSQL.
+    # End to end: the answer went through the outbox, Kafka and the projector into PostgreSQL.
+    relayed(survey_settings)
     assert project(survey_settings).dead_lettered == 0
     rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
                       "reopen_requested, feedback FROM survey_answers").fetchall()
     assert rows == [(survey_id, "64123456", code, "AGREE", True, feedback)]
+
+
+def test_a_short_link_from_a_text_message_works_in_a_browser(browser, base_url, survey_settings,
+                                                             db):
+    """The /s/<id> link of an SMS survey: the same form, ticked reopen box and all."""
+    t = translations("bn")
+    survey_id = str(uuid.uuid4())
+    link_id = create_link(db, survey_settings, survey_id, "64123458", "bn")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        response = page.goto(f"{base_url}/s/{link_id}")
+        assert response is not None and response.status == 200
+        assert page.locator("html").get_attribute("lang") == "bn"
+        page.get_by_label(t.gettext("Strongly disagree"), exact=True).check()
+        page.get_by_label(t.gettext("Please reopen this request")).check()
+        page.get_by_role("button", name=t.gettext("Send my answers")).click()
+        heading = page.get_by_role("heading", level=1)
+        heading.wait_for()
+        assert heading.inner_text() == t.gettext("Thank you")
+    finally:
+        context.close()
+
+    relayed(survey_settings)
+    assert project(survey_settings).dead_lettered == 0
+    rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
+                      "reopen_requested FROM survey_answers").fetchall()
+    assert rows == [(survey_id, "64123458", "bn", "STRONGLY_DISAGREE", True)]

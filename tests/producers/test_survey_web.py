@@ -1,74 +1,37 @@
 """The survey page against the real PostgreSQL and Kafka: one answer per survey, every refusal
-a clear page, and what a person typed kept verbatim in the event but never echoed unescaped."""
+a clear page, and what a person typed kept verbatim in the event but never echoed unescaped.
+
+Answers reach Kafka through the outbox relay; ``read_answers`` waits until the outbox has
+nothing unsent, then reads the topic up to its high watermark."""
 
 from __future__ import annotations
 
 import html
 import re
-import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+import httpx
 import itsdangerous.timed
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from nyc311.i18n import LANGUAGES, RTL, translations
+from nyc311.metrics import Metrics
 from nyc311.settings import Settings, SettingsError
+from nyc311.survey_links import create_link, new_link_id
 from nyc311.tokens import make_token
 from producers.producer import EventProducer
 from producers.survey_web import create_app
-from schemas.serde import Serde
+from producers.survey_web.outbox import OutboxRelay, answered_event_id
+from tests.outbox_helpers import read_answers, unsent
+from tests.servers import serve_app
 
 SECRET = "x" * 32
 QUESTION = "Overall, I am satisfied with the way my Service Request was handled"
-ANSWERS_TOPIC = "nyc311.survey-answered"
-
-
-def _watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
-    """Low and high offsets; a topic created a moment ago may still be electing its leaders."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return consumer.get_watermark_offsets(partition, timeout=10)
-        except KafkaException:  # NOT_LEADER_FOR_PARTITION and the like, until elected
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def read_answers(settings: Settings) -> list[dict]:
-    """Every SurveyAnswered on the topic, read up to the high watermark of each partition.
-
-    The page flushes before it answers, so once a response is back its event is below the
-    watermark: no waiting for records that might still come.
-    """
-    topic = settings.topic(ANSWERS_TOPIC)
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": f"survey-reader-{uuid.uuid4()}", "enable.auto.commit": False}))
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = _watermarks(consumer, TopicPartition(topic, p))
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        records, serde = [], Serde()
-        while ends:
-            msg = consumer.poll(10)
-            assert msg is not None, f"timed out reading {topic}"
-            assert msg.error() is None, msg.error()
-            record = serde.decode("survey_answered", msg.value())
-            records.append({k: str(v) if isinstance(v, uuid.UUID) else v
-                            for k, v in record.items()})
-            if (msg.offset() or 0) + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
-        return records
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
@@ -122,7 +85,7 @@ def test_an_answer_is_recorded_once_and_produced_to_kafka(client, survey_setting
     assert event["satisfaction"] == "AGREE"
     assert event["reopen_requested"] is True
     assert event["feedback"] == "The pothole is still there.\nSecond line."
-    assert uuid.UUID(event["event_id"]).version == 4
+    assert event["event_id"] == answered_event_id(survey_id)  # the same however often relayed
     assert event["occurred_at"].tzinfo is not None
     assert claimed(db, survey_id) == [(event["event_id"],)]
 
@@ -149,7 +112,7 @@ def test_only_the_survey_answered_is_closed(client, survey_settings):
     token_b, survey_b = new_token()
     assert client.post(f"/survey/{token_a}", data={"satisfaction": "NEUTRAL"}).status_code == 200
     assert QUESTION in client.get(f"/survey/{token_b}").text
-    assert client.post(f"/survey/{token_b}", data={"reopen": "on"}).status_code == 200
+    assert client.post(f"/survey/{token_b}", data={"reopen": "yes"}).status_code == 200
     events = read_answers(survey_settings)
     assert len(events) == 2
     only_reopen = next(e for e in events if e["survey_id"] == survey_b)
@@ -297,7 +260,7 @@ def test_landing_health_and_not_found(client):
                       404, translations("ko").gettext("Page not found"))
     assert_clean_page(client.delete("/survey/abc"), 405, "Page not found")
     health = client.get("/healthz")
-    assert health.status_code == 200 and health.text == "ok\n"
+    assert health.status_code == 200 and health.text == "ready: outbox empty\n"
     css = client.get("/static/survey.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
 
@@ -313,27 +276,207 @@ def test_health_and_pages_say_when_the_database_is_down(survey_settings):
     assert read_answers(survey_settings) == []
 
 
-def test_when_kafka_refuses_nothing_is_claimed_and_the_person_can_send_again(
+def test_when_kafka_is_unreachable_the_answer_is_kept_and_relayed_once_it_is_back(
         survey_settings, db):
     token, survey_id = new_token()
+    impatient = replace(survey_settings, survey_outbox_max_age=0)
     unreachable = replace(survey_settings, kafka_bootstrap_servers="127.0.0.1:9")
     with EventProducer(unreachable, None, **{"message.timeout.ms": 1500}) as dead_producer, \
-            TestClient(create_app(survey_settings, producer=dead_producer),
+            TestClient(create_app(impatient, producer=dead_producer),
                        raise_server_exceptions=False) as failing:
         response = failing.post(f"/survey/{token}", data={"satisfaction": "AGREE",
-                                                          "feedback": "kept for the retry"})
-        assert_clean_page(response, 503, "nothing was recorded", "kept for the retry")
-        assert 'value="AGREE" checked' in response.text
-    assert claimed(db, survey_id) == []
+                                                          "feedback": "kept for later"})
+        assert_clean_page(response, 200, "Thank you", "Your answers have been recorded.")
+        again = failing.post(f"/survey/{token}", data={"satisfaction": "DISAGREE"})
+        assert_clean_page(again, 409, "This survey has already been answered")
+        health = failing.get("/healthz")
+        assert health.status_code == 503
+        assert health.text.startswith("1 answer waiting for Kafka, the oldest for ")
+        assert "longer than NYC311_SURVEY_OUTBOX_MAX_AGE (0 s)" in health.text
+    assert len(claimed(db, survey_id)) == 1
+    assert unsent(survey_settings) == 1
+    assert read_answers(survey_settings, wait=False) == []
+    attempts, error = db.execute("SELECT attempts, last_error FROM survey_answer_outbox "
+                                 "WHERE survey_id = %s", (survey_id,)).fetchone()
+    assert attempts >= 1 and error
 
     with TestClient(create_app(survey_settings), raise_server_exceptions=False) as working:
-        retry = working.post(f"/survey/{token}", data={"satisfaction": "AGREE"})
-        assert retry.status_code == 200
-    [event] = read_answers(survey_settings)
-    assert event["survey_id"] == survey_id
-    assert len(claimed(db, survey_id)) == 1
+        [event] = read_answers(survey_settings)  # the relay of the new process sent it
+        assert working.get("/healthz").text == "ready: outbox empty\n"
+    assert (event["survey_id"], event["satisfaction"], event["feedback"]) == \
+        (survey_id, "AGREE", "kept for later")
+    assert event["event_id"] == answered_event_id(survey_id)
+    assert db.execute("SELECT sent_at IS NOT NULL, last_error FROM survey_answer_outbox"
+                      ).fetchall() == [(True, None)]
+
+
+def test_sent_answers_are_deleted_from_the_outbox_after_a_week(client, survey_settings, db):
+    old, old_id = new_token()
+    recent, recent_id = new_token()
+    for token in (old, recent):
+        assert client.post(f"/survey/{token}", data={"satisfaction": "AGREE"}).status_code == 200
+    assert len(read_answers(survey_settings)) == 2
+    db.execute("UPDATE survey_answer_outbox SET sent_at = now() - interval '8 days' "
+               "WHERE survey_id = %s", (old_id,))
+    relay = OutboxRelay(survey_settings, Metrics("survey-web", CollectorRegistry()))
+    try:
+        assert relay.relay_once() is False  # nothing due; the hourly prune runs on a first pass
+    finally:
+        relay.stop(0)
+    kept = db.execute("SELECT survey_id::text FROM survey_answer_outbox").fetchall()
+    assert kept == [(recent_id,)]
+    assert len(claimed(db, old_id)) == 1  # the claim stays: the survey is still answered
+    assert_clean_page(client.get(f"/survey/{old}"), 200, "This survey has already been answered")
 
 
 def test_the_app_refuses_to_start_without_a_secret(settings):
     with pytest.raises(SettingsError, match="NYC311_SURVEY_SECRET"):
         create_app(replace(settings, survey_secret=""))
+
+
+# -- inputs that lie -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["false", "0", "off", "no", "on", "true", "1", "YES", " yes",
+                                   ""])
+def test_a_reopen_value_the_form_never_sends_is_refused(client, survey_settings, db, value):
+    token, survey_id = new_token()
+    response = client.post(f"/survey/{token}", data={"satisfaction": "AGREE", "reopen": value})
+    assert_clean_page(response, 400, "Please tick the box to reopen the request, or leave it "
+                                     "empty, and send the form again.")
+    assert 'value="AGREE" checked' in response.text  # the rest of the answer is kept
+    assert 'name="reopen" id="reopen" value="yes" aria-describedby="reopen-hint">' in \
+        response.text  # and the box is shown unticked
+    alone = client.post(f"/survey/{token}", data={"reopen": value})
+    assert alone.status_code == 400
+    assert claimed(db, survey_id) == []
+    assert read_answers(survey_settings) == []
+
+
+def test_the_refusal_of_a_reopen_value_is_in_the_page_language(client):
+    token, _ = new_token(language="es")
+    response = client.post(f"/survey/{token}", data={"reopen": "false", "lang": "es"})
+    message = translations("es").gettext(
+        "Please tick the box to reopen the request, or leave it empty, and send the form again.")
+    assert_clean_page(response, 400, message)
+    assert '<html lang="es" dir="ltr">' in response.text
+
+
+def test_reopen_is_what_the_form_sends_or_nothing(client, survey_settings):
+    ticked, ticked_id = new_token()
+    unticked, unticked_id = new_token()
+    assert client.post(f"/survey/{ticked}", data={"reopen": "yes"}).status_code == 200
+    assert client.post(f"/survey/{unticked}", data={"satisfaction": "AGREE"}).status_code == 200
+    events = {e["survey_id"]: e["reopen_requested"] for e in read_answers(survey_settings)}
+    assert events == {ticked_id: True, unticked_id: False}
+
+
+def test_a_field_sent_twice_is_refused(client, survey_settings, db):
+    token, survey_id = new_token()
+    response = client.post(f"/survey/{token}", content=b"reopen=yes&reopen=false",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_clean_page(response, 400, "We could not read the form.")
+    assert claimed(db, survey_id) == []
+
+
+# -- short links (text messages) ------------------------------------------------------------------
+
+
+def short_link(db, settings, language: str = "en",
+               request_id: str = "64123456") -> tuple[str, str]:
+    survey_id = str(uuid.uuid4())
+    return create_link(db, settings, survey_id, request_id, language), survey_id
+
+
+def test_a_short_link_shows_the_form_and_takes_one_answer(client, survey_settings, db):
+    link_id, survey_id = short_link(db, survey_settings, language="ko", request_id="64123459")
+    assert len(link_id) == 12 and link_id.isalnum()
+    form = client.get(f"/s/{link_id}")
+    t = translations("ko")
+    assert_clean_page(form, 200, t.gettext(QUESTION))
+    assert '<html lang="ko" dir="ltr">' in form.text and "64123459" in form.text
+    assert client.get(f"/s/{link_id}?lang=fr").text.count('<html lang="fr"') == 1
+
+    answered = client.post(f"/s/{link_id}", data={"satisfaction": "DISAGREE", "reopen": "yes",
+                                                  "lang": "ko"})
+    assert_clean_page(answered, 200, t.gettext("Thank you"))
+    again = client.post(f"/s/{link_id}", data={"satisfaction": "AGREE"})
+    assert_clean_page(again, 409, t.gettext("This survey has already been answered"))
+    assert_clean_page(client.get(f"/s/{link_id}"), 200,
+                      t.gettext("This survey has already been answered"))
+
+    [event] = read_answers(survey_settings)
+    assert (event["survey_id"], event["request_id"], event["language"], event["satisfaction"],
+            event["reopen_requested"]) == (survey_id, "64123459", "ko", "DISAGREE", True)
+    assert len(claimed(db, survey_id)) == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_unknown_and_malformed_short_links_get_the_invalid_page(client, survey_settings, db,
+                                                                 method):
+    short_link(db, survey_settings)
+    for link_id in (new_link_id(), "short", "x" * 13, "abc-def_ghij", "%2E%2E"):
+        response = client.request(method, f"/s/{link_id}", data={"satisfaction": "AGREE"})
+        assert_clean_page(response, 400, "This survey link is not valid")
+        assert QUESTION not in response.text
+    assert read_answers(survey_settings) == []
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_expired_short_link_gets_the_expired_page_in_its_language(client, survey_settings,
+                                                                     db, method):
+    link_id, survey_id = short_link(db, survey_settings, language="ru")
+    db.execute("UPDATE survey_links SET expires_at = now() - interval '1 second' "
+               "WHERE link_id = %s", (link_id,))
+    response = client.request(method, f"/s/{link_id}", data={"satisfaction": "AGREE"})
+    assert_clean_page(response, 410, translations("ru").gettext("This survey link has expired"))
+    assert '<html lang="ru" dir="ltr">' in response.text
+    assert claimed(db, survey_id) == []
+
+
+def test_a_short_link_lasts_the_token_days_and_a_resend_keeps_it(survey_settings, db):
+    link_id, survey_id = short_link(db, survey_settings)
+    days = db.execute("SELECT extract(epoch FROM expires_at - created_at) / 86400 "
+                      "FROM survey_links WHERE link_id = %s", (link_id,)).fetchone()[0]
+    assert round(days) == survey_settings.survey_token_days
+    assert create_link(db, survey_settings, survey_id, "64123456", "en") == link_id
+    assert db.execute("SELECT count(*) FROM survey_links").fetchone()[0] == 1
+
+
+def test_short_link_ids_are_random_and_url_safe():
+    ids = {new_link_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(re.fullmatch(r"[A-Za-z0-9]{12}", i) for i in ids)
+    assert len(set("".join(ids))) == 62  # every letter and digit turns up: no narrower alphabet
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+
+
+def test_twenty_concurrent_answers_to_one_survey_give_exactly_one_event(survey_settings, db):
+    token, survey_id = new_token()
+    with serve_app(create_app(survey_settings)) as base_url, \
+            httpx.Client(base_url=base_url, timeout=60) as http, \
+            ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(
+            lambda i: http.post(f"/survey/{token}", data={"feedback": f"answer {i}"}).status_code,
+            range(20)))
+        events = read_answers(survey_settings)
+    assert sorted(statuses) == [200] + [409] * 19
+    assert [e["survey_id"] for e in events] == [survey_id]
+    assert len(claimed(db, survey_id)) == 1
+
+
+def test_answers_to_different_surveys_do_not_wait_for_each_other(survey_settings, db):
+    tokens = [new_token() for _ in range(40)]
+    with serve_app(create_app(survey_settings)) as base_url, \
+            httpx.Client(base_url=base_url, timeout=60) as http, \
+            ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(
+            lambda t: http.post(f"/survey/{t[0]}", data={"satisfaction": "AGREE"}).status_code,
+            tokens))
+        events = read_answers(survey_settings)
+    assert statuses == [200] * 40
+    assert sorted(e["survey_id"] for e in events) == sorted(s for _, s in tokens)
+    assert sorted(e["event_id"] for e in events) == sorted(answered_event_id(s)
+                                                           for _, s in tokens)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from nyc311.sealing import new_key, seal
 from reports.aggregate import MonthError
 from reports.output import build_site
 from reports.publish import load_publication, publish_month
@@ -27,8 +28,12 @@ def request(db, rid: str, created: datetime, agency: str = "HPD", agency_name: s
         "complaint_type, channel, has_contact) VALUES (%s, %s, %s, %s, %s, %s, 'ONLINE', %s)",
         (rid, uuid.uuid4(), created, agency, agency_name, ctype, email is not None))
     if email:
-        db.execute("INSERT INTO contacts (request_id, event_id, created_at, email, phone) "
-                   "VALUES (%s, %s, %s, %s, '+12125550199')", (rid, uuid.uuid4(), created, email))
+        key, key_id = new_key(), str(uuid.uuid4())
+        db.execute("INSERT INTO nyc311_vault.contact_keys (key_id, request_id, key) "
+                   "VALUES (%s, %s, %s)", (key_id, rid, key))
+        db.execute("INSERT INTO contacts (request_id, event_id, created_at, key_id, sealed) "
+                   "VALUES (%s, %s, %s, %s, %s)", (rid, uuid.uuid4(), created, key_id,
+                                                   seal(key, key_id, rid, email, "+12125550199")))
 
 
 def closure(db, rid: str, closed: datetime) -> None:

@@ -32,6 +32,7 @@ SAMPLES = {
         "complaint_type": "HEAT/HOT WATER", "descriptor": "ENTIRE BUILDING", "channel": "ONLINE",
         "borough": "BRONX", "incident_zip": "10458", "language": "es",
         "contact": {"email": "vecina@example.com", "phone": None},
+        "sealed_contact": {"key_id": str(uuid.uuid4()), "ciphertext": bytes(range(60))},
     },
     "request_closed": {
         "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",

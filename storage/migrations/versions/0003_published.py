@@ -4,6 +4,13 @@
 ``published.revisions`` keeps every revision with what changed. The ``nyc311_analyst`` role can
 read this schema and nothing else (no grant on the projection, where personal data lives).
 
+The schema is the projection's own (``NYC311_PUBLISHED_SCHEMA``, passed by storage/migrate.py):
+``published`` for the default projection ``nyc311``, as it always was, ``<schema>_published``
+for any other. (This revision first created one ``published`` schema shared by every projection
+of the database; 0006 gives a projection migrated then a schema of its own.) A rebuild migrates
+a fresh projection schema with the live projection's publication schema, which exists already
+and is left as it is.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28
@@ -12,7 +19,7 @@ Create Date: 2026-11-28
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0003"
@@ -20,7 +27,6 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-SCHEMA = "published"
 ANALYST = "nyc311_analyst"
 TZ = sa.DateTime(timezone=True)
 
@@ -29,12 +35,17 @@ def _counts(*names: str) -> list[sa.Column]:
     return [sa.Column(n, sa.Integer, nullable=False) for n in names]
 
 
+def _schema() -> str:
+    return str(context.config.attributes.get("published_schema") or "published")
+
+
 def upgrade() -> None:
-    # `published` is one per database, shared by every projection schema in it (a rebuild
-    # migrates a second one beside the live one): create it only where it is not there yet.
-    if sa.inspect(op.get_bind()).has_table("revisions", schema=SCHEMA):
+    schema = _schema()
+    # A rebuild migrates a fresh projection schema beside the live one, which publishes into
+    # the same schema: create it only where it is not there yet.
+    if sa.inspect(op.get_bind()).has_table("revisions", schema=schema):
         return
-    op.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    op.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     op.create_table(
         "revisions",
         sa.Column("month", sa.Text, primary_key=True),
@@ -43,7 +54,7 @@ def upgrade() -> None:
         sa.Column("published_at", TZ, nullable=False, server_default=sa.func.now()),
         sa.Column("content_sha256", sa.Text, nullable=False),
         sa.Column("changes", JSONB, nullable=False, server_default="[]"),
-        schema=SCHEMA,
+        schema=schema,
     )
     op.create_table(
         "requests_received",
@@ -52,7 +63,7 @@ def upgrade() -> None:
         sa.Column("agency_name", sa.Text, nullable=False),
         sa.Column("complaint_type", sa.Text, primary_key=True),
         *_counts("received"),
-        schema=SCHEMA,
+        schema=schema,
     )
     op.create_table(
         "closure_rates",
@@ -62,7 +73,7 @@ def upgrade() -> None:
         *_counts("received", "closed"),
         sa.Column("closure_rate", sa.Numeric(5, 4)),
         sa.Column("as_of", TZ, nullable=False),
-        schema=SCHEMA,
+        schema=schema,
     )
     op.create_table(
         "reopen_rates",
@@ -70,7 +81,7 @@ def upgrade() -> None:
         sa.Column("complaint_type", sa.Text, primary_key=True),
         *_counts("surveys_answered", "reopen_requested"),
         sa.Column("reopen_rate", sa.Numeric(5, 4)),
-        schema=SCHEMA,
+        schema=schema,
     )
     op.create_table(
         "satisfaction",
@@ -81,7 +92,7 @@ def upgrade() -> None:
                  "strongly_disagree"),
         sa.Column("share_satisfied", sa.Numeric(5, 4)),
         sa.Column("mean_score", sa.Numeric(5, 2)),
-        schema=SCHEMA,
+        schema=schema,
     )
     op.execute(f"""
         DO $$ BEGIN
@@ -89,13 +100,14 @@ def upgrade() -> None:
                 CREATE ROLE {ANALYST} NOLOGIN;
             END IF;
         END $$""")
-    op.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {ANALYST}")
-    op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO {ANALYST}")
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {SCHEMA} GRANT SELECT ON TABLES TO {ANALYST}")
+    op.execute(f"GRANT USAGE ON SCHEMA {schema} TO {ANALYST}")
+    op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ANALYST}")
+    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {ANALYST}")
 
 
 def downgrade() -> None:
+    schema = _schema()
     for table in ("satisfaction", "reopen_rates", "closure_rates", "requests_received",
                   "revisions"):
-        op.drop_table(table, schema=SCHEMA)
-    op.execute(f"REVOKE USAGE ON SCHEMA {SCHEMA} FROM {ANALYST}")
+        op.drop_table(table, schema=schema)
+    op.execute(f"REVOKE USAGE ON SCHEMA {schema} FROM {ANALYST}")
