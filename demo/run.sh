@@ -2,7 +2,8 @@
 # The main job end to end on a simulated month (run by `make demo`, after `make services-up`):
 # simulate -> project -> send surveys (email to a local mail catcher, SMS to a local
 # SNS-compatible server) -> answer part of them through the survey page -> project the answers
-# -> forward reopen requests -> summary.
+# -> forward reopen requests -> purge contacts that are due -> summary -> publish. Each service
+# connects to PostgreSQL as its own login; the owner only migrates (and shows the summary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,9 +60,26 @@ $BIN/python -m moto.server -H 127.0.0.1 -p "$SNS_PORT" >"$OUT/sns.log" 2>&1 & pi
 wait_for_port "$SMTP_PORT" "mail catcher" "$OUT/smtp.log" "${pids[0]}"
 wait_for_port "$SNS_PORT" "SNS server" "$OUT/sns.log" "${pids[1]}"
 
-step "migrate and create topics"
+step "migrate (the owner's only job), create topics, give each service a login of its own"
 $BIN/nyc311 db upgrade
 $BIN/nyc311 topics create
+# Every service connects as a login that is a member of its own role (storage/roles.py), as in
+# production: the projector cannot read a key, the survey page cannot read a contact, and so on.
+export NYC311_LOGIN_PASSWORD=${NYC311_LOGIN_PASSWORD:-demo-only-login-password}
+declare -A URL
+while read -r service url; do URL[$service]=$url; done < <($BIN/python - <<'EOF'
+import os
+from sqlalchemy.engine import make_url
+from nyc311.settings import load_settings
+owner = make_url(load_settings().database_url)
+for service in ("projector", "dispatcher", "survey_web", "forwarder", "aggregator", "purge",
+                "producer"):
+    login = owner.set(username=f"demo_{service}", password=os.environ["NYC311_LOGIN_PASSWORD"])
+    print(service, login.render_as_string(hide_password=False))
+EOF
+)
+for service in "${!URL[@]}"; do $BIN/nyc311 db login "nyc311_$service" "demo_$service"; done
+as() { local service=$1; shift; DATABASE_URL=${URL[$service]} "$@"; }  # as SERVICE COMMAND…
 
 # The demo's surveys are answered today, so the month that holds the answers is the current one:
 # it is simulated up to now and published as a preliminary revision (as of now). On the 1st,
@@ -70,13 +88,13 @@ CURRENT=$(TZ=America/New_York date +%Y-%m)
 if [ "$MONTH" = "$CURRENT" ]; then UNTIL=(--until now); AS_OF=(--as-of now); else UNTIL=(); AS_OF=(); fi
 
 step "simulate $MONTH: $REQUESTS requests (seed $SEED)"
-$BIN/nyc311 simulate --month "$MONTH" --requests "$REQUESTS" --seed "$SEED" "${UNTIL[@]}"
+as producer $BIN/nyc311 simulate --month "$MONTH" --requests "$REQUESTS" --seed "$SEED" "${UNTIL[@]}"
 
 step "project into PostgreSQL"
-$BIN/nyc311 run projector --until-caught-up --max-seconds 600
+as projector $BIN/nyc311 run projector --until-caught-up --max-seconds 600
 
 step "send the surveys"
-$BIN/nyc311 run dispatcher --until-caught-up --max-seconds 900
+as dispatcher $BIN/nyc311 run dispatcher --until-caught-up --max-seconds 900
 echo "emails in $OUT/mail: $(find "$OUT/mail/new" -type f | wc -l)"
 $BIN/python - "$SNS_PORT" <<'EOF'
 import json, sys, urllib.request
@@ -86,22 +104,25 @@ EOF
 
 step "survey page on $NYC311_SURVEY_BASE_URL; answering ${SHARE} of the emailed surveys"
 bash services/services.sh check-port DEMO_WEB_PORT "$WEB_PORT" survey page  # still free?
-$BIN/nyc311 survey-web --port "$WEB_PORT" >"$OUT/survey-web.log" 2>&1 & pids+=($!)
+as survey_web $BIN/nyc311 survey-web --port "$WEB_PORT" >"$OUT/survey-web.log" 2>&1 & pids+=($!)
 wait_for_port "$WEB_PORT" "survey page" "$OUT/survey-web.log" "${pids[2]}"
 $BIN/python demo/answer_surveys.py --maildir "$OUT/mail" --share "$SHARE" --seed "$SEED"
 
 step "project the answers, forward the reopen requests"
-$BIN/nyc311 run projector --until-caught-up --max-seconds 600
-$BIN/nyc311 run reopen-forwarder --until-caught-up --max-seconds 600
+as projector $BIN/nyc311 run projector --until-caught-up --max-seconds 600
+as forwarder $BIN/nyc311 run reopen-forwarder --until-caught-up --max-seconds 600
 
 step "consumer lag: every group should be OK, with no lag left"
 $BIN/nyc311 lag --group nyc311-projector --group nyc311-dispatcher --group nyc311-reopen-forwarder
+
+step "erase the contacts whose surveys are done (none yet: kept NYC311_CONTACT_RETENTION_DAYS)"
+as purge $BIN/nyc311 run privacy-purge --once
 
 step "what is in PostgreSQL now"
 $BIN/nyc311 db summary
 
 step "publish $MONTH to site/"
-$BIN/nyc311 publish --month "$MONTH" --out site "${AS_OF[@]}"
+as aggregator $BIN/nyc311 publish --month "$MONTH" --out site "${AS_OF[@]}"
 echo
 echo "Open site/index.html (or: python3 -m http.server -d site 8000, then http://127.0.0.1:8000/)"
 echo "The month's page: site/$MONTH/index.html; its data: site/data/$MONTH/"

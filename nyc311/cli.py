@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nyc311.settings import DOCUMENTED, Settings, SettingsError, load_settings
+from storage.roles import ANALYST, SERVICE_ROLES
 
 if TYPE_CHECKING:
     from nyc311.metrics import Metrics
@@ -113,9 +114,7 @@ def db_upgrade(obj: _Context, revision: str) -> None:
 
 
 @db.command("login")
-@click.argument("role", type=click.Choice(
-    ["nyc311_projector", "nyc311_dispatcher", "nyc311_survey_web", "nyc311_forwarder",
-     "nyc311_aggregator", "nyc311_purge", "nyc311_analyst"]))
+@click.argument("role", type=click.Choice([*SERVICE_ROLES, ANALYST]))
 @click.argument("user")
 @click.option("--password-env", default="NYC311_LOGIN_PASSWORD", show_default=True,
               help="Environment variable holding the password (never an argument).")

@@ -5,8 +5,9 @@ used by migrations only. Every service connects as a login user that is a member
 (docs/RUNBOOK.md, "Database roles"); the roles are ``NOLOGIN`` groups created here.
 
 Residents' contacts: only the dispatcher (to send) and the purge (to erase) can read a key, and
-without its key a sealed contact is unreadable. The projector writes sealed contacts and the
-keys of contacts that arrive in the clear; it can read the sealed bytes (PostgreSQL wants SELECT
+without its key a sealed contact is unreadable. A producer that seals at the edge writes keys
+and reads erasures, nothing more. The projector writes sealed contacts and the keys of contacts
+that arrive in the clear; it can read the sealed bytes (PostgreSQL wants SELECT
 on every column an ``ON CONFLICT DO UPDATE`` sets) but no key, and cannot delete either. The
 survey page reads no projection table at all. :data:`GRANTS` is the one list of who may do
 what; migrations that add a table add it here and call :func:`apply` again.
@@ -22,8 +23,9 @@ SURVEY_WEB = "nyc311_survey_web"
 FORWARDER = "nyc311_forwarder"
 AGGREGATOR = "nyc311_aggregator"
 PURGE = "nyc311_purge"
+PRODUCER = "nyc311_producer"
 ANALYST = "nyc311_analyst"
-SERVICE_ROLES = (PROJECTOR, DISPATCHER, SURVEY_WEB, FORWARDER, AGGREGATOR, PURGE)
+SERVICE_ROLES = (PROJECTOR, DISPATCHER, SURVEY_WEB, FORWARDER, AGGREGATOR, PURGE, PRODUCER)
 
 OFFSETS = ("consumer_offsets", "SELECT, INSERT, UPDATE")
 
@@ -68,6 +70,12 @@ GRANTS: dict[str, list[tuple[str, str, str]]] = {
         ("", "contacts", "SELECT, DELETE"),
         ("vault", "contact_keys", "SELECT, DELETE"),
         ("vault", "contact_erasures", "SELECT, INSERT"),
+    ],
+    # a producer that seals contacts at the edge (producers/sealer.py: the simulator, an
+    # upstream system linking it): new keys, and which requests were erased; nothing else
+    PRODUCER: [
+        ("vault", "contact_keys", "INSERT"),
+        ("vault", "contact_erasures", "SELECT"),
     ],
 }
 

@@ -59,6 +59,11 @@ REFUSED = {
     roles.PURGE: ["INSERT INTO requests (request_id) VALUES ('x')", "UPDATE contacts SET "
                   "sealed = ''", f"DELETE FROM {V}.contact_erasures",
                   "SELECT * FROM survey_answers"],
+    # no grant on the projection schema at all, so its tables are named with their schema
+    roles.PRODUCER: ["SELECT sealed FROM nyc311.contacts", f"SELECT key FROM {V}.contact_keys",
+                     "SELECT * FROM nyc311.requests", f"DELETE FROM {V}.contact_keys",
+                     f"INSERT INTO {V}.contact_erasures (request_id, reason) VALUES ('x', 'x')",
+                     "INSERT INTO nyc311.requests (request_id) VALUES ('x')"],
     roles.ANALYST: ["SELECT sealed FROM nyc311.contacts", f"SELECT key FROM {V}.contact_keys",
                     "SELECT * FROM nyc311.requests", "DELETE FROM published.revisions"],
 }
@@ -69,6 +74,7 @@ GRANTED = {
     roles.DISPATCHER: [*READ_CONTACTS],
     roles.SURVEY_WEB: ["SELECT * FROM survey_links", "SELECT * FROM survey_submissions"],
     roles.PURGE: [*READ_CONTACTS, "DELETE FROM contacts", f"DELETE FROM {V}.contact_keys"],
+    roles.PRODUCER: [f"SELECT request_id FROM {V}.contact_erasures"],
     roles.ANALYST: ["SELECT * FROM published.satisfaction"],
 }
 
@@ -83,9 +89,11 @@ def test_each_role_is_refused_what_it_must_not_do(settings, role):
 
 
 def test_every_service_does_its_job_as_its_own_role(settings, topics, db, plain_smtp):
-    """The survey loop and the publication, each step connected as its service's role."""
+    """The survey loop and the publication, each step connected as its service's role (the
+    producer's too: it seals a contact at the edge)."""
     import httpx
 
+    from producers.sealer import ContactSealer
     from producers.survey_web import create_app
     from reports.publish import publish_month
     from storage.db import connect
@@ -98,12 +106,16 @@ def test_every_service_does_its_job_as_its_own_role(settings, topics, db, plain_
     smtp = plain_smtp()
     base = replace(settings, survey_secret=SECRET, smtp_host="127.0.0.1", smtp_port=smtp.port,
                    smtp_starttls=False, sms_provider="none")
-    produce(base, [created("7001", email="rosa@example.com"), closed("7001")])
+    # one contact sent in the clear (the projector seals it), one sealed at the edge
+    with ContactSealer(as_role(base, roles.PRODUCER)) as sealer:
+        edge = list(sealer.sealed([created("7002", email="ana@example.com"), closed("7002")]))
+    assert edge[0][1]["sealed_contact"] and edge[0][1]["contact"] is None
+    produce(base, [created("7001", email="rosa@example.com"), closed("7001"), *edge])
     project(as_role(base, roles.PROJECTOR))
     web = as_role(base, roles.SURVEY_WEB)
     with serve_app(create_app(web)) as base_url:
         mailer = replace(as_role(base, roles.DISPATCHER), survey_base_url=base_url)
-        assert dispatch(mailer).stats.sent == 1
+        assert dispatch(mailer).stats.sent == 2
         link = LINK.search(received(smtp.maildir)[0].get_body(("plain",)).get_content()).group(0)
         with httpx.Client(timeout=10) as client:
             answer = client.post(link, data={"satisfaction": "DISAGREE", "reopen": "yes"})
@@ -127,7 +139,7 @@ def test_every_service_does_its_job_as_its_own_role(settings, topics, db, plain_
     purger = replace(as_role(base, roles.PURGE), contact_retention_days=0)
     with connect(purger, autocommit=True) as conn:
         report = purge(conn, purger)
-    assert report.requests == 1 and report.held == 0
+    assert report.requests == 2 and report.held == 0
 
 
 def test_a_service_login_made_by_db_login_has_its_roles_grants_only(settings):
