@@ -18,11 +18,14 @@ subprocess.check_call([sys.executable, '-m', 'pip', 'install', *deps])"
 
 # The packages listed in pyproject.toml [tool.setuptools] packages.
 COPY nyc311/ nyc311/
+COPY schemas/ schemas/
+COPY survey/ survey/
+COPY storage/ storage/
 COPY producers/ producers/
 COPY consumers/ consumers/
-COPY schemas/ schemas/
-COPY storage/ storage/
 COPY reports/ reports/
+COPY operations/ operations/
+COPY cli/ cli/
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 nyc311
 

@@ -58,10 +58,9 @@ from confluent_kafka.admin import AdminClient
 from consumers.loop import ConsumeLoop, log_end_offsets
 from consumers.projector import GROUP_ID, TABLES, Projector, _rows
 from consumers.workers import worker_pids
-from nyc311.i18n.languages import resolve_language
+from nyc311.kafka import EventProducer
 from nyc311.settings import ENV_FILE_NAME, Settings, load_settings, read_env_file
 from nyc311.topics import all_topics, default_partitions, ensure_topics
-from producers.producer import EventProducer
 from producers.sealer import CHUNK as SEAL_CHUNK
 from producers.sealer import ContactSealer
 from producers.simulate import NEW_YORK, Weighted, month_days, simulate_month
@@ -70,6 +69,7 @@ from reports.publish import publish_month
 from schemas.serde import BY_TOPIC, Serde
 from storage.db import connect
 from storage.migrate import upgrade
+from survey.i18n.languages import resolve_language
 
 log = logging.getLogger("benchmarks")
 
@@ -658,7 +658,7 @@ class Bench:
     def projector_process(self, settings: Settings, *args: str,
                           batch_timeout: float | None = None,
                           output: IO[str] | None = None) -> subprocess.Popen[str]:
-        """``python -m nyc311.cli run projector`` on ``settings``' database and topics."""
+        """``python -m cli run projector`` on ``settings``' database and topics."""
         env = dict(os.environ)
         env.update({
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -671,7 +671,7 @@ class Bench:
             "NYC311_LOG_LEVEL": "WARNING",
             "NYC311_LOG_FORMAT": "text",
         })
-        proc = subprocess.Popen([sys.executable, "-m", "nyc311.cli", "run", "projector", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "projector", *args],
                                 cwd=REPO, env=env, text=True, stdout=output or subprocess.DEVNULL,
                                 stderr=subprocess.STDOUT if output else subprocess.DEVNULL)
         self.children.append(proc)
@@ -1349,7 +1349,7 @@ def render(bench: Bench, command: str) -> str:
         f"**(f) a year**: {y['arithmetic']}. Target < 5 min: {_met(y['met'])}"
         + ("" if y["met"] else f"; it needs {y['needed_rate']:,.0f} events/s") + ".",
         "",
-        "**Memory** (peak RSS, VmHWM, of `python -m nyc311.cli run projector "
+        "**Memory** (peak RSS, VmHWM, of `python -m cli run projector "
         "--until-caught-up`):",
         "",
         "| topics | events | peak RSS | wall | CPU | rate (start-up included) |",

@@ -49,17 +49,17 @@ from consumers.channels import (
     SendError,
 )
 from consumers.loop import Item
-from nyc311.i18n import resolve_language
-from nyc311.i18n.messages import render_survey_message
+from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics
 from nyc311.redact import redact_contact, redact_text, sensitive
 from nyc311.settings import Settings
-from nyc311.survey_links import sms_with_short_link
-from nyc311.tokens import make_token
-from producers.producer import EventProducer
 from schemas.serde import Serde
 from schemas.validate import validate
 from storage.vault import open_contact
+from survey.i18n import resolve_language
+from survey.i18n.messages import render_survey_message
+from survey.links import make_token
+from survey.short_links import sms_with_short_link
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from nyc311.kafka import PRODUCER_DEFAULTS
 from nyc311.settings import Settings
 from nyc311.topics import dlq_topic
-from producers.producer import PRODUCER_DEFAULTS
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import psycopg
 from confluent_kafka import Message
 
 from consumers.loop import Item
+from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings
-from producers.producer import EventProducer
 from schemas.serde import Serde
 from schemas.validate import validate
 

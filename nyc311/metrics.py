@@ -43,7 +43,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from nyc311.settings import Settings
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -348,18 +348,6 @@ def check_health(health: Health) -> tuple[bool, str]:
         log.warning("health check raised %s: %s", type(exc).__name__, exc)
         return False, f"health check failed: {type(exc).__name__}"
     return ok, reason
-
-
-def database_health(settings: Settings) -> tuple[bool, str]:
-    """The health of a service whose only dependency is PostgreSQL (the aggregator): a query."""
-    from storage.db import connect
-
-    try:
-        with connect(settings, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return False, f"database unavailable: {type(exc).__name__}"
-    return True, "database answers"
 
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:

@@ -468,7 +468,7 @@ def _check_order(row: _Row, column: str, created_at: datetime, anomalies: list[s
 
 
 class EventSink(Protocol):
-    """What the importer needs of a producer (``producers.producer.EventProducer`` fits)."""
+    """What the importer needs of a producer (``nyc311.kafka.EventProducer`` fits)."""
 
     def send(self, name: str, record: Record) -> None: ...
 

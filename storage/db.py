@@ -69,3 +69,14 @@ def engine(settings: Settings, schema: str | None = None) -> Engine:
         connect_args={"options": _options(settings, schema)},
         pool_pre_ping=True,
     )
+
+
+def database_health(settings: Settings) -> tuple[bool, str]:
+    """The health of a service whose only dependency is PostgreSQL (the aggregator, the purge):
+    a query."""
+    try:
+        with connect(settings, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return False, f"database unavailable: {type(exc).__name__}"
+    return True, "database answers"

@@ -15,8 +15,8 @@ import psycopg
 
 from consumers.loop import ConsumeLoop, LoopStats
 from consumers.projector import GROUP_ID, Projector
+from nyc311.kafka import EventProducer
 from nyc311.settings import Settings
-from producers.producer import EventProducer
 
 Event = tuple[str, dict[str, Any]]
 

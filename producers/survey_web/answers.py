@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nyc311.i18n import N_
+from survey.i18n import N_
 
 FEEDBACK_LIMIT = 2000
 

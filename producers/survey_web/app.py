@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from nyc311.i18n import best_language, match_language, resolve_language
+from nyc311.kafka import EventProducer
 from nyc311.metrics import (
     ANSWER_ALREADY_ANSWERED,
     ANSWER_INVALID,
@@ -49,13 +49,13 @@ from nyc311.metrics import (
     check_health,
 )
 from nyc311.settings import Settings
-from nyc311.tokens import SurveyClaim, TokenError, TokenExpired, read_token
-from producers.producer import EventProducer
 from producers.survey_web.answers import TOO_LONG, read_answer
 from producers.survey_web.outbox import OutboxGauge, OutboxRelay, outbox_health
 from producers.survey_web.pages import STATIC_DIR, notice, render, survey_form
 from producers.survey_web.security import SecurityHeaders
 from producers.survey_web.submissions import AnswerRecorder, NotRecorded
+from survey.i18n import best_language, match_language, resolve_language
+from survey.links import SurveyClaim, TokenError, TokenExpired, read_token
 
 log = logging.getLogger(__name__)
 

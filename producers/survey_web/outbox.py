@@ -41,9 +41,9 @@ from typing import Any
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings
-from producers.producer import EventProducer
 from schemas.serde import EVENT_TYPES
 from storage.db import connect
 

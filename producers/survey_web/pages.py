@@ -14,9 +14,9 @@ from typing import Any
 from jinja2 import Environment
 from starlette.responses import HTMLResponse
 
-from nyc311.i18n import LANGUAGES, direction, format_count, language_context
-from nyc311.i18n.catalogs import template_environment
 from producers.survey_web.answers import FEEDBACK_LIMIT, LEVELS, Answer
+from survey.i18n import LANGUAGES, direction, format_count, language_context
+from survey.i18n.catalogs import template_environment
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE_DIR = HERE / "templates"

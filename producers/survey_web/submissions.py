@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nyc311.settings import Settings
-from nyc311.survey_links import FoundLink, find_link
-from nyc311.tokens import SurveyClaim
 from producers.survey_web.answers import Answer
 from producers.survey_web.outbox import answered_event_id
 from schemas.serde import EVENT_TYPES, Record, Serde
 from schemas.validate import validate
 from storage.db import connect
+from survey.links import SurveyClaim
+from survey.short_links import FoundLink, find_link
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def projector_env(settings, batch_size: int) -> dict[str, str]:
 
 def start_projector(settings, batch_size: int, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "nyc311.cli", "run", "projector", *args],
+        [sys.executable, "-m", "cli", "run", "projector", *args],
         env=projector_env(settings, batch_size), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )

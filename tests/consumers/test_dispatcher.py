@@ -12,8 +12,8 @@ import pytest
 from consumers.channels import channels_from_settings
 from consumers.dispatcher import GROUP_ID, Dispatcher
 from consumers.loop import ConsumeLoop
-from nyc311.tokens import read_token
-from producers.producer import EventProducer
+from nyc311.kafka import EventProducer
+from survey.links import read_token
 from tests.consumers.test_projector import read_all
 from tests.helpers import produce, project
 from tests.servers import received
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 SECRET = "test-secret-0123456789abcdef"
 T0 = datetime(2026, 10, 5, 14, 0, tzinfo=UTC)
 LINK = re.compile(r"https?://\S+/survey/[A-Za-z0-9_.\-]+")
-SHORT_LINK = re.compile(r"https?://\S+/s/[A-Za-z0-9]{12}$")  # SMS: nyc311/survey_links.py
+SHORT_LINK = re.compile(r"https?://\S+/s/[A-Za-z0-9]{12}$")  # SMS: survey/short_links.py
 
 
 def created(request_id: str, email: str | None = None, phone: str | None = None,

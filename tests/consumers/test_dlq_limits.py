@@ -28,11 +28,10 @@ from confluent_kafka.admin import (
 )
 from prometheus_client import CollectorRegistry
 
+from cli import main
 from consumers.dlq import TRUNCATED_VALUE_BYTES
-from consumers.dlq_tools import list_dead_letters
 from consumers.loop import ConsumeLoop, log_end_offsets
 from consumers.projector import GROUP_ID, Projector
-from nyc311.cli import main
 from nyc311.metrics import Metrics
 from nyc311.topics import (
     DLQ_HEADER_ROOM,
@@ -41,6 +40,7 @@ from nyc311.topics import (
     ensure_topics,
     max_message_bytes,
 )
+from operations.dlq_tools import list_dead_letters
 from tests.consumers.test_projector import month_events
 from tests.helpers import expected_tables, fetch_tables, produce, project
 from tests.nyc311.test_metrics import Running, value, wait_for

@@ -19,8 +19,8 @@ from consumers.dlq import (
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
+from nyc311.kafka import EventProducer
 from nyc311.topics import all_topics, dlq_topic, ensure_topics
-from producers.producer import EventProducer
 from producers.simulate import simulate_month
 from tests.conftest import clone_database, drop_database
 from tests.helpers import (

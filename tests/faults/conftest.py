@@ -187,7 +187,7 @@ def start_projector(settings: Settings, log: Path, batch_size: int = 100,
                     *args: str) -> Projector:
     handle = log.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nyc311.cli", "run", "projector", *args],
+        [sys.executable, "-m", "cli", "run", "projector", *args],
         env=cli_env(settings, NYC311_BATCH_SIZE=str(batch_size)), cwd=REPO,
         stdout=handle, stderr=subprocess.STDOUT, text=True)
     handle.close()
@@ -197,7 +197,7 @@ def start_projector(settings: Settings, log: Path, batch_size: int = 100,
 def run_cli(settings: Settings, *args: str, timeout: float = 120,
             env: dict[str, str] | None = None,
             stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nyc311.cli", *args],
+    return subprocess.run([sys.executable, "-m", "cli", *args],
                           env=cli_env(settings, **(env or {})), cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, input=stdin)
 

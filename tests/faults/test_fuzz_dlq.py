@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from fastavro import schemaless_writer
 
-from consumers.dlq_tools import list_dead_letters
 from consumers.projector import Projector
-from producers.producer import EventProducer
+from nyc311.kafka import EventProducer
+from operations.dlq_tools import list_dead_letters
 from schemas.serde import EVENT_TYPES, SINGLE_OBJECT_MAGIC, DecodeError, current_fingerprint
 from schemas.serde import current_schema as schema_of
 from storage.db import connect

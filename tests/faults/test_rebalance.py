@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from producers.producer import EventProducer
+from nyc311.kafka import EventProducer
 from storage.db import connect
 from tests.consumers.test_projector import month_events
 from tests.faults.conftest import start_projector, stored_offsets, wait_until

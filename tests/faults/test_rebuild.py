@@ -72,7 +72,7 @@ def seed_operational_state(conn: psycopg.Connection, settings) -> None:
 
 def start_rebuild(settings, log, *args: str) -> subprocess.Popen:
     handle = log.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "nyc311.cli", "rebuild", "--yes",
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "rebuild", "--yes",
                              "--no-progress", *args], env=cli_env(settings), cwd=REPO,
                             stdout=handle, stderr=subprocess.STDOUT, text=True)
     handle.close()

@@ -91,7 +91,7 @@ def start(settings, log: Path, *args: str, **env: str) -> Service:
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nyc311.cli", "run", "projector", "--metrics-port", str(port),
+            [sys.executable, "-m", "cli", "run", "projector", "--metrics-port", str(port),
              *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
             env=cli_env(settings, NYC311_STALL_SECONDS=STALL_SECONDS, **env))
     return Service(proc, log, port)

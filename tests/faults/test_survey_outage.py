@@ -16,10 +16,10 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from nyc311.tokens import make_token
 from producers.survey_web import create_app
 from producers.survey_web.outbox import answered_event_id
 from storage.db import connect
+from survey.links import make_token
 from tests.outbox_helpers import read_answers, relayed, unsent
 from tests.servers import serve_app
 

@@ -33,18 +33,18 @@ from consumers.dispatcher import Dispatcher
 from consumers.loop import ConsumeLoop
 from consumers.projector import GROUP_ID as PROJECTOR_GROUP
 from consumers.projector import Projector
+from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics, MetricsServer, families, serve_metrics
-from nyc311.tokens import make_token
-from producers.producer import EventProducer
 from producers.survey_web import create_app
+from survey.links import make_token
 from tests.consumers.test_dispatcher import closed, created
 from tests.helpers import produce, project
 from tests.servers import free_port, received
 
 REPO = Path(__file__).resolve().parents[2]
-DASHBOARD = REPO / "ops" / "grafana" / "dashboards" / "nyc311.json"
-DATASOURCES = REPO / "ops" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-PROMETHEUS = REPO / "ops" / "prometheus" / "prometheus.yml"
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "nyc311.json"
+DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
 COMPOSE = REPO / "docker-compose.yml"
 
 SECRET = "test-secret-0123456789abcdef"
@@ -304,7 +304,7 @@ def test_the_command_serves_metrics_and_health_on_its_port(settings, topics, tmp
     produce(settings, [created("7201"), closed("7201")])
     log = tmp_path / "projector.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nyc311.cli", "run", "projector"],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "projector"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def healthy() -> bool:
@@ -495,7 +495,7 @@ def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_the_lag_exporter_exports_the_names_listed_here():
-    from nyc311.lag_exporter import LagCollector
+    from operations.lag.exporter import LagCollector
 
     assert {family.name for family in LagCollector("t").collect()} == LAG_EXPORTER_METRICS
 

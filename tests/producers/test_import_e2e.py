@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from nyc311.cli import main
+from cli import main
 from tests.helpers import project
 
 pytestmark = pytest.mark.integration

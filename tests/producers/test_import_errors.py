@@ -30,7 +30,7 @@ def import_cli(settings, path: Path) -> subprocess.CompletedProcess[str]:
     env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
                 "DATABASE_URL": settings.database_url,
                 "NYC311_TOPIC_PREFIX": settings.topic_prefix, "NYC311_LOG_FORMAT": "text"})
-    return subprocess.run([sys.executable, "-m", "nyc311.cli", "import-nyc-csv", str(path),
+    return subprocess.run([sys.executable, "-m", "cli", "import-nyc-csv", str(path),
                            "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=120)
 

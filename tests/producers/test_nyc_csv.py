@@ -302,7 +302,7 @@ class FakeProducer:
     def flush(self) -> None:
         self.flushed = True
         if self.fail_flush:
-            from producers.producer import DeliveryError
+            from nyc311.kafka import DeliveryError
             raise DeliveryError(["nyc311.request-created key=b'1': broker down"])
 
 
@@ -318,7 +318,7 @@ def test_import_sends_every_event_and_flushes(
 
 
 def test_delivery_error_propagates(tmp_path: Path) -> None:
-    from producers.producer import DeliveryError
+    from nyc311.kafka import DeliveryError
 
     path = _write_csv(tmp_path / "one.csv", [_row("1")])
     with pytest.raises(DeliveryError):

@@ -16,11 +16,11 @@ from dataclasses import replace
 
 import pytest
 
-from nyc311.i18n import translations
 from nyc311.settings import Settings
-from nyc311.survey_links import create_link
-from nyc311.tokens import make_token
 from producers.survey_web import create_app
+from survey.i18n import translations
+from survey.links import make_token
+from survey.short_links import create_link
 from tests.helpers import project
 from tests.outbox_helpers import relayed
 from tests.servers import needs_chromium, serve_app

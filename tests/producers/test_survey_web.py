@@ -19,14 +19,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from nyc311.i18n import LANGUAGES, RTL, translations
+from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings, SettingsError
-from nyc311.survey_links import create_link, new_link_id
-from nyc311.tokens import make_token
-from producers.producer import EventProducer
 from producers.survey_web import create_app
 from producers.survey_web.outbox import OutboxRelay, answered_event_id
+from survey.i18n import LANGUAGES, RTL, translations
+from survey.links import make_token
+from survey.short_links import create_link, new_link_id
 from tests.outbox_helpers import read_answers, unsent
 from tests.servers import serve_app
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nyc311.kafka import EventProducer
 from producers.nyc_csv import import_nyc_csv
-from producers.producer import EventProducer
 from reports.output import build_site
 from reports.publish import publish_month
 from tests.helpers import project

@@ -57,7 +57,7 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
                 "DATABASE_URL": settings.database_url, "NYC311_DB_SCHEMA": settings.db_schema,
                 "NYC311_TOPIC_PREFIX": settings.topic_prefix, "NYC311_LOG_FORMAT": "text"})
-    return subprocess.run([sys.executable, "-m", "nyc311.cli", *args], env=env, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -203,7 +203,7 @@ def test_an_s3_prefix_holds_one_projection(settings, db, moto_server):
 @pytest.mark.parametrize("projection", ["nyc311", "nyc311_b"])
 def test_a_rebuild_keeps_publishing_into_the_live_projections_schema(settings, topics, db,
                                                                      tmp_path, projection):
-    from storage.rebuild import rebuild
+    from operations.rebuild import rebuild
     from tests.helpers import produce, project
 
     b = settings if projection == "nyc311" else second_projection(settings, projection)

@@ -99,9 +99,9 @@ def test_every_service_does_its_job_as_its_own_role(settings, topics, db, plain_
     from storage.db import connect
     from storage.vault import purge
     from tests.consumers.test_dispatcher import SECRET, closed, created, dispatch
+    from tests.e2e.test_survey_loop import LINK, forward
     from tests.helpers import produce, project
     from tests.servers import received, serve_app
-    from tests.test_survey_loop import LINK, forward
 
     smtp = plain_smtp()
     base = replace(settings, survey_secret=SECRET, smtp_host="127.0.0.1", smtp_port=smtp.port,
