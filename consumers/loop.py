@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, NamedTuple, Protocol
 
 import psycopg
@@ -46,6 +44,7 @@ from consumers.dlq import (
 )
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings
+from nyc311.stop import StopFlag
 from schemas.serde import DecodeError
 from storage import offsets as offset_store
 from storage.db import connect, is_transient
@@ -178,15 +177,15 @@ class ConsumeLoop:
         """Finish the batch in hand, commit, close. Safe from a signal handler."""
         self.running = False
 
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            log.info("signal %s: stopping after the current batch", name)
-            self._stop_cause = f"on {name}"
+    def install_signal_handlers(self) -> StopFlag:
+        """SIGTERM and SIGINT stop the loop as :meth:`stop` does (see :class:`StopFlag`)."""
+        flag = StopFlag("stopping after the current batch", logger=log)
+
+        def on_stop() -> None:
+            self._stop_cause = f"on {flag.signal_name}" if flag.signal_name else "on request"
             self.stop()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        return flag.on_stop(on_stop).install()
 
     def _should_stop(self) -> bool:
         """Stopped by :meth:`stop` (a signal) or past the ``max_seconds`` deadline."""

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from nyc311.settings import Settings
+from nyc311.stop import StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +136,8 @@ def supervise(target: Callable[..., None], processes: int,
                     else:
                         worker.terminate()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping %d workers after their current batch",
-                 signal.Signals(signum).name, processes)
-        stop_all()
-
-    previous = {signum: signal.signal(signum, on_signal)
-                for signum in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopFlag(f"stopping {processes} workers after their current batch", logger=log)
+    stop.on_stop(stop_all).install()
     totals = WorkerTotals()
     try:
         for worker in workers:
@@ -170,8 +165,7 @@ def supervise(target: Callable[..., None], processes: int,
         stop_all(force=True)
         raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        stop.restore()
     for _ in range(processes - totals.failed):  # a worker that ended normally put its stats
         try:
             _index, records, batches, dead = results.get(timeout=10)

@@ -63,13 +63,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any, TextIO
 
 import psycopg
@@ -79,6 +76,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from psycopg import sql
 
 from nyc311.settings import Settings
+from nyc311.stop import StopFlag
 from storage.db import connect, is_transient
 from storage.migrate import current_revision, head_revision, upgrade
 
@@ -167,25 +165,6 @@ def _full_history(settings: Settings, topics: list[str]) -> int:
 # -- the rebuild ----------------------------------------------------------------------------------
 
 
-class _Stop:
-    """SIGINT/SIGTERM: stop the projection run, or stop waiting; never mid-switch."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.callbacks: list[Callable[[], None]] = []
-
-    def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        log.warning("%s: stopping the rebuild; the live schema stays as it is",
-                    signal.Signals(signum).name)
-        self.requested = True
-        for callback in self.callbacks:
-            callback()
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self)
-        signal.signal(signal.SIGINT, self)
-
-
 def rebuild(settings: Settings, *, progress: bool = True, wait_seconds: float = 600.0,
             install_signal_handlers: bool = False,
             stream: TextIO | None = None) -> RebuildResult:
@@ -200,7 +179,9 @@ def rebuild(settings: Settings, *, progress: bool = True, wait_seconds: float = 
     new, old = f"{live}_rebuild_{ts}", f"{live}_old_{ts}"
     if len(old) > MAX_IDENTIFIER or len(new) > MAX_IDENTIFIER:
         raise RebuildError(f"schema name {live!r} is too long to add a timestamp to")
-    stop = _Stop()
+    # SIGINT/SIGTERM: stop the projection run, or stop waiting; never mid-switch
+    stop = StopFlag("stopping the rebuild; the live schema stays as it is", level=logging.WARNING,
+                    logger=log)
     if install_signal_handlers:
         stop.install()
 
@@ -219,11 +200,11 @@ def rebuild(settings: Settings, *, progress: bool = True, wait_seconds: float = 
             ensure_topics(settings, all_topics(settings))
             projector = Projector(target)
             loop = ConsumeLoop(target, REBUILD_GROUP.format(ts=ts), projector)
-            stop.callbacks.append(loop.stop)
-            if stop.requested:
+            stop.on_stop(loop.stop)
+            if stop.is_set():
                 loop.stop()
             _project(loop, settings, list(projector.topics), progress, stream, result)
-            if stop.requested:
+            if stop.is_set():
                 raise RebuildError("interrupted before the switch")
             _wait_and_switch(control, settings, live, new, old, loop.group_id, wait_seconds,
                              stop)
@@ -270,13 +251,13 @@ def _project(loop: Any, settings: Settings, topics: list[str], progress: bool,
 
 
 def _wait_and_switch(control: psycopg.Connection, settings: Settings, live: str, new: str,
-                     old: str, rebuild_group: str, wait_seconds: float, stop: _Stop) -> None:
+                     old: str, rebuild_group: str, wait_seconds: float, stop: StopFlag) -> None:
     admin = AdminClient(settings.kafka_config())
     live_group = settings.group(PROJECTOR_GROUP)
     deadline = time.monotonic() + wait_seconds
     told = False
     while True:
-        if stop.requested:
+        if stop.is_set():
             raise RebuildError("interrupted before the switch")
         members = _group_members(admin, live_group)
         if members == 0:

@@ -13,13 +13,18 @@ outside the vault's reach (docs/DESIGN.md, "Residents' contacts").
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from types import TracebackType
 
 import psycopg
+from tqdm import tqdm
 
+from nyc311.kafka import EventProducer
 from nyc311.settings import Settings
+from nyc311.topics import ensure_topics, event_topics
 from schemas.serde import Record
 from storage.db import connect
 from storage.vault import seal_records
@@ -60,3 +65,19 @@ class ContactSealer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def produce_sealed(settings: Settings, events: Iterable[tuple[str, Record]], *,
+                   progress: bool = False) -> Counter[str]:
+    """Produce ``events`` (name, record) to their topics, created where missing, with every
+    contact sealed on the way (:class:`ContactSealer`), a progress bar on standard error if
+    asked; the count of each event type produced."""
+    ensure_topics(settings, event_topics(settings))
+    counts: Counter[str] = Counter()
+    with EventProducer(settings) as producer, ContactSealer(settings) as sealer, \
+            tqdm(desc="events", unit="ev", disable=not progress, file=sys.stderr) as bar:
+        for name, record in sealer.sealed(events):
+            producer.send(name, record)
+            counts[name] += 1
+            bar.update()
+    return counts

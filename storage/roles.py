@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import psycopg
+from psycopg import sql
+
 PROJECTOR = "nyc311_projector"
 DISPATCHER = "nyc311_dispatcher"
 SURVEY_WEB = "nyc311_survey_web"
@@ -97,3 +100,12 @@ def statements(projection: str, vault: str, published: str,
             if exists(schemas[schema], table):
                 out.append(f'GRANT {privileges} ON "{schemas[schema]}".{table} TO {role}')
     return out
+
+
+def make_login(conn: psycopg.Connection, role: str, user: str, password: str) -> None:
+    """Create login ``user`` (or set its password, when it exists) as a member of ``role``."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+        sql.Identifier(user), sql.Literal(password)))
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(user)))

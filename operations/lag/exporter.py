@@ -18,12 +18,10 @@ leaves it out.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 
 from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from nyc311.settings import Settings
+from nyc311.stop import StopFlag
 from operations.lag.monitor import GroupLag, LagMonitor
 
 log = logging.getLogger(__name__)
@@ -207,10 +206,5 @@ class LagExporter:
 def serve(exporter: LagExporter) -> None:
     """Run ``exporter`` in the foreground; SIGTERM and SIGINT stop it cleanly."""
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        exporter.stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    exporter.run()
+    with StopFlag(logger=log).on_stop(exporter.stop.set):
+        exporter.run()
