@@ -55,7 +55,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from confluent_kafka import libversion as librdkafka_version
 from confluent_kafka.admin import AdminClient
 
-from consumers.loop import ConsumeLoop, log_end_offsets
+from consumers.loop import ConsumeLoop
+from nyc311.kafka import log_end_offsets
 from consumers.projector import GROUP_ID, TABLES, Projector, _rows
 from consumers.workers import worker_pids
 from nyc311.kafka import EventProducer

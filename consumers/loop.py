@@ -18,6 +18,13 @@ itself stalled: ``nyc311_stalled_seconds`` rises, and past ``NYC311_STALL_SECOND
 answers 503 with the reason and ``nyc311_ready`` drops to 0. A stop (signal, ``--max-seconds``)
 is honoured during every wait: the work in hand is left uncommitted, to be read again on the
 next start, and :attr:`LoopStats.abandoned` says what was left and why.
+
+This module is longer than 500 lines on purpose: :class:`ConsumeLoop` is one state machine
+(positions per partition, the batch in hand, Kafka commits in flight, the stall clock, the
+connection) whose methods all read and change that state; cut across modules it would be
+harder to follow, not easier. What has a seam of its own lives beside it: dead letters in
+:mod:`consumers.dlq`, the stall clock in :mod:`consumers.stall`, log-end offsets and backoff in
+:mod:`nyc311.kafka`, stored offsets in :mod:`storage.offsets`.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any, NamedTuple, Protocol
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTP
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 
 from consumers.dlq import (
     SIZE_ERRORS,
@@ -42,6 +49,8 @@ from consumers.dlq import (
     DeadLetterWriter,
     Letter,
 )
+from consumers.stall import Abandoned, WorkClock
+from nyc311.kafka import TP, Backoff, log_end_offsets
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings
 from nyc311.stop import StopFlag
@@ -50,9 +59,6 @@ from storage import offsets as offset_store
 from storage.db import connect, is_transient
 
 log = logging.getLogger(__name__)
-
-TP = tuple[str, int]
-
 
 TUNING: dict[str, Any] = {
     # small fetches and a bounded local queue keep memory flat with topic size (librdkafka
@@ -71,10 +77,6 @@ TUNING: dict[str, Any] = {
 EX_TEMPFAIL = 75
 CLOSE_WAIT = 2.0  # seconds the final Kafka commit and the consumer's close may take
 KAFKA_COMMIT_STUCK = 2.0  # a commit unanswered this long: the coordinator is unreachable
-
-
-class Abandoned(RuntimeError):
-    """The loop was stopped before the work in hand could be committed; it will be read again."""
 
 
 class Item(NamedTuple):
@@ -112,18 +114,6 @@ class LoopStats:
     abandoned: str = ""  # why the run stopped with uncommitted work ("" if it did not)
 
 
-class Backoff:
-    """Exponential backoff with a cap: 0.2 s, 0.4 s, … up to ``cap``."""
-
-    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
-        self.first, self.cap, self.attempt = first, cap, 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.first * (2 ** self.attempt))
-        self.attempt += 1
-        return delay
-
-
 class ConsumeLoop:
     def __init__(self, settings: Settings, group_id: str, handler: Handler,
                  consumer_config: dict[str, Any] | None = None,
@@ -158,12 +148,9 @@ class ConsumeLoop:
         self._max_seconds: float | None = None
         self._stop_cause = "on request"
         self._closing = False
-        # the work in hand (a batch; or database work that failed): since when, what, and the
-        # latest failure it met; read by is_ready() and stalled_seconds() from other threads
-        self._work_since: float | None = None
-        self._work_what = ""
-        self._work_left = ""  # what a stop leaves undone, for the one line that says so
-        self._trouble: str | None = None
+        # the work in hand (a batch; or database work that failed), read by is_ready() and
+        # stalled_seconds() from other threads
+        self._work = WorkClock(settings.stall_seconds)
         # Kafka's copy of the offsets: the commits in flight, since when, and whether the
         # positions moved since the last one was sent
         self._commits_in_flight = 0
@@ -215,44 +202,15 @@ class ConsumeLoop:
         return True, f"{assigned} partitions assigned"
 
     def stalled_seconds(self) -> float:
-        """Seconds the work in hand has waited without progress: from its start once it met a
-        failure (a retry), or once it has been in hand ``NYC311_STALL_SECONDS``; else 0.
-        Safe from another thread."""
-        since = self._work_since
-        if since is None:
-            return 0.0
-        elapsed = max(0.0, time.monotonic() - since)
-        if self._trouble is not None or elapsed >= self.settings.stall_seconds:
-            return elapsed
-        return 0.0
+        """Seconds the work in hand has waited without progress (see :class:`WorkClock`)."""
+        return self._work.stalled_seconds()
 
     def stall_reason(self) -> str:
-        """What the work in hand waits for (the latest failure), or that it just takes long."""
-        trouble, what = self._trouble, self._work_what
-        if trouble is not None:
-            return trouble
-        return f"{what or 'the work in hand'} not committed yet (no error reported)"
-
-    def _begin_work(self, what: str, left: str = "") -> bool:
-        """Start the stall clock for ``what`` unless work is in hand already; True if started.
-        ``left``: what a stop leaves undone then."""
-        if self._work_since is not None:
-            return False
-        self._work_what, self._trouble = what, None
-        self._work_left = left or f"{what} is not done; it is done again on the next start"
-        self._work_since = time.monotonic()
-        return True
-
-    def _end_work(self) -> None:
-        self._work_since, self._trouble, self._work_what, self._work_left = None, None, "", ""
+        return self._work.reason()
 
     def _abandon(self, reason: str) -> Abandoned:
         """The exception that stops the loop with the work in hand uncommitted."""
-        since = self._work_since
-        waited = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
-        left = self._work_left or ("the work in hand is not committed; it is read again on "
-                                   "the next start")
-        return Abandoned(f"stopped {self._stop_cause} while {reason}{waited}: {left}")
+        return self._work.abandon(self._stop_cause, reason)
 
     def run(self, until_caught_up: bool = False, max_seconds: float | None = None,
             on_batch: Callable[[ConsumeLoop], None] | None = None,
@@ -317,7 +275,7 @@ class ConsumeLoop:
                 self._close_consumer(consumer, CLOSE_WAIT)
         finally:
             self._consumer = None
-            self._end_work()
+            self._work.end()
             dropped = self._dlq.close(0 if self.stats.abandoned else 5.0)
             if dropped:
                 log.warning("%d dead letter(s) not acknowledged by Kafka were dropped; their "
@@ -416,7 +374,7 @@ class ConsumeLoop:
 
     def _process(self, messages: list[Message]) -> None:
         started = time.monotonic()
-        self._begin_work(f"a batch of {len(messages)} records",
+        self._work.begin(f"a batch of {len(messages)} records",
                          f"the batch in hand ({len(messages)} records) is not committed; it is "
                          f"read again on the next start")
         items: list[Item] = []
@@ -434,7 +392,7 @@ class ConsumeLoop:
             except DecodeError as exc:
                 poison.append((msg, exc))
         if not last:
-            self._end_work()
+            self._work.end()
             return
         self._brokers_down = False  # records came: Kafka answers
         ends: dict[TP, int] = {(str(t), int(p)): int(o) + 1 for (t, p), o in last.items()}
@@ -444,7 +402,7 @@ class ConsumeLoop:
         for tp, end in ends.items():
             self._positions[tp] = max(end, self._positions.get(tp, 0))
         self._kafka_dirty = True
-        self._end_work()
+        self._work.end()
         self.stats.records += len(items)
         self.stats.batches += 1
         self.stats.last_commit = time.time()
@@ -497,20 +455,20 @@ class ConsumeLoop:
                 letter, err = later[0]
                 msg = letter.msg
                 if err.code() in SIZE_ERRORS:
-                    self._trouble = (f"cannot dead-letter {msg.topic()}[{msg.partition()}]@"
+                    self._work.trouble = (f"cannot dead-letter {msg.topic()}[{msg.partition()}]@"
                                      f"{msg.offset()}: its DLQ refuses even a truncated copy "
                                      f"({err.str()})")
                 else:
-                    self._trouble = f"the dead-letter queue is unavailable: {err.str()}"
-                log.warning("%s; %d dead letter(s) waiting, retrying", self._trouble,
+                    self._work.trouble = f"the dead-letter queue is unavailable: {err.str()}"
+                log.warning("%s; %d dead letter(s) waiting, retrying", self._work.trouble,
                             len(later))
                 if self._should_stop():
-                    raise self._abandon(f"dead-lettering failed ({self._trouble})")
+                    raise self._abandon(f"dead-lettering failed ({self._work.trouble})")
                 self._wait(backoff.next())
                 if self._should_stop():
-                    raise self._abandon(f"dead-lettering failed ({self._trouble})")
+                    raise self._abandon(f"dead-lettering failed ({self._work.trouble})")
             pending = again + [letter for letter, _ in later]
-        self._trouble = None
+        self._work.trouble = None
         self.stats.dead_lettered += len(failures)
         self.metrics.dead_lettered([str(msg.topic()) for msg, _ in failures])
 
@@ -584,7 +542,7 @@ class ConsumeLoop:
                     result = work(self._connection())
                     self._db_error = None
                     if not began:
-                        self._trouble = None
+                        self._work.trouble = None
                     return result
                 except (psycopg.Error, OSError) as exc:
                     if not is_transient(exc):
@@ -593,8 +551,8 @@ class ConsumeLoop:
                     self.metrics.db_retry()
                     text = " ".join(str(exc).split())[:200] or type(exc).__name__
                     self._db_error = text
-                    began = began or self._begin_work(what or "database work", left)
-                    self._trouble = f"database unavailable: {text}"
+                    began = began or self._work.begin(what or "database work", left)
+                    self._work.trouble = f"database unavailable: {text}"
                     log.warning("database unavailable (%s), retry %d", text, backoff.attempt + 1)
                     if self._conn is not None:
                         self._conn.close()
@@ -609,7 +567,7 @@ class ConsumeLoop:
                         raise self._abandon("the database was unavailable") from exc
         finally:
             if began:
-                self._end_work()
+                self._work.end()
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, but no longer than it takes to notice a stop."""
@@ -724,13 +682,3 @@ class ConsumeLoop:
         if self._admin_client is None:
             self._admin_client = AdminClient(self.settings.kafka_config())
         return self._admin_client
-
-
-def log_end_offsets(admin: AdminClient, partitions: list[TP],
-                    timeout: float = 10.0) -> dict[TP, int]:
-    """The log-end offset (high watermark) of many partitions in one ListOffsets request."""
-    if not partitions:
-        return {}
-    request = {KafkaTP(t, p): OffsetSpec.latest() for t, p in partitions}
-    futures = admin.list_offsets(request, request_timeout=timeout)
-    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}

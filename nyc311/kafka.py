@@ -1,5 +1,6 @@
-"""The one way events enter Kafka: an idempotent producer that never loses a delivery error.
+"""Kafka for every service: the one way events enter it, log-end offsets, and retry backoff.
 
+The producer is idempotent and never loses a delivery error:
 ``enable.idempotence`` (which implies ``acks=all`` and bounded in-flight requests) keeps a
 retried send from writing a duplicate or reordering a request's events; every record is keyed
 (by request id, or by agency for reopen requests) so one request's events stay in order within
@@ -15,6 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as KafkaTP
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from nyc311.settings import Settings
 from schemas.serde import EVENT_TYPES, Record, Serde
@@ -112,3 +115,28 @@ class EventProducer:
                 self._producer.flush(10)
             except KafkaException:  # the original error matters more
                 log.exception("flush after error failed")
+
+
+TP = tuple[str, int]
+
+
+def log_end_offsets(admin: AdminClient, partitions: list[TP],
+                    timeout: float = 10.0) -> dict[TP, int]:
+    """The log-end offset (high watermark) of many partitions in one ListOffsets request."""
+    if not partitions:
+        return {}
+    request = {KafkaTP(t, p): OffsetSpec.latest() for t, p in partitions}
+    futures = admin.list_offsets(request, request_timeout=timeout)
+    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+
+
+class Backoff:
+    """Exponential backoff with a cap: 0.2 s, 0.4 s, … up to ``cap``."""
+
+    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
+        self.first, self.cap, self.attempt = first, cap, 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.first * (2 ** self.attempt))
+        self.attempt += 1
+        return delay

@@ -30,8 +30,9 @@ from prometheus_client import CollectorRegistry
 
 from cli import main
 from consumers.dlq import TRUNCATED_VALUE_BYTES
-from consumers.loop import ConsumeLoop, log_end_offsets
+from consumers.loop import ConsumeLoop
 from consumers.projector import GROUP_ID, Projector
+from nyc311.kafka import log_end_offsets
 from nyc311.metrics import Metrics
 from nyc311.topics import (
     DLQ_HEADER_ROOM,
