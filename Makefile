@@ -61,7 +61,7 @@ demo: services-up  ## the main job end to end on a simulated month (surveys sent
 	DEMO_MONTH=$(DEMO_MONTH) DEMO_REQUESTS=$(DEMO_REQUESTS) DEMO_SEED=$(DEMO_SEED) bash demo/run.sh
 
 bench: services-up  ## benchmark a NYC-scale month against the machine's limits; writes benchmarks/RESULTS.md (BENCH_ARGS=…)
-	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:  ## remove the venv and caches (not the services' data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

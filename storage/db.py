@@ -6,6 +6,8 @@ migrations and reports use SQLAlchemy. Both get ``search_path`` set to the confi
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +16,8 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, create_engine
 
 from nyc311.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # SQLSTATE classes and codes worth retrying: the server or network went away, or the transaction
 # lost a race and will succeed when run again.
@@ -80,3 +84,41 @@ def database_health(settings: Settings) -> tuple[bool, str]:
     except Exception as exc:
         return False, f"database unavailable: {type(exc).__name__}"
     return True, "database answers"
+
+
+#: What CREATE/DROP DATABASE raises while another session is in the database (or in the template
+#: being cloned): ``ObjectInUse``, or ``InsufficientPrivilege`` when ``WITH (FORCE)`` would have
+#: to end a session the role may not end.
+DATABASE_BUSY = (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse)
+
+
+def admin_statement(admin: Settings | psycopg.Connection, *statements: str, attempts: int = 50,
+                    delay: float = 0.2) -> None:
+    """Run a CREATE/DROP DATABASE, retried while another session holds the database.
+
+    The session is usually an autovacuum worker, which a bulk load invites: a superuser process
+    that a role which is not a superuser may not end (so ``WITH (FORCE)`` is refused), and which
+    finishes, or stops for a plain ``DROP DATABASE``, in a moment. Each attempt tries
+    ``statements`` in order until one succeeds, so a plain statement can follow a forced one;
+    attempts are ``delay`` seconds apart. Once ``attempts`` are spent the last error is raised
+    (one of :data:`DATABASE_BUSY`); any other error at once.
+
+    ``admin`` is an open autocommit connection, or settings whose server is connected to (and
+    disconnected from) for this statement alone.
+    """
+    if not statements or attempts < 1:
+        raise ValueError("admin_statement needs a statement and at least one attempt")
+    if isinstance(admin, Settings):
+        with psycopg.connect(admin.libpq_url, autocommit=True) as conn:
+            admin_statement(conn, *statements, attempts=attempts, delay=delay)
+        return
+    for attempt in range(attempts):
+        for number, statement in enumerate(statements, 1):
+            try:
+                admin.execute(statement)
+                return
+            except DATABASE_BUSY as exc:
+                log.debug("%s, attempt %d: %s", statement, attempt + 1, exc)
+                if attempt == attempts - 1 and number == len(statements):
+                    raise
+        time.sleep(delay)

@@ -9,7 +9,6 @@ database, cloned from a migrated template in a few milliseconds.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +18,7 @@ import psycopg
 import pytest
 
 from nyc311.settings import Settings, load_settings
+from storage.db import admin_statement
 from tests.backends import Services, resolve_services
 
 pytest_plugins = ["tests.servers"]  # SMTP and SNS server fixtures
@@ -62,26 +62,12 @@ def template_database(base_settings: Settings) -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
     upgrade(replace(base_settings, database_url=_with_database(base_settings.database_url, name)))
     yield name
-    _admin(base_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(base: Settings, statement: str, attempts: int = 50) -> None:
-    """CREATE/DROP DATABASE, retried while an autovacuum worker holds the database: it is a
-    superuser process the test role may not end, and it finishes in a moment."""
-    with psycopg.connect(base.libpq_url, autocommit=True) as admin:
-        for attempt in range(attempts):
-            try:
-                admin.execute(statement)
-                return
-            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.2)
+    admin_statement(base_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def clone_database(base: Settings, template: str) -> Settings:
     name = f"nyc311_t_{uuid.uuid4().hex[:12]}"
-    _admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    admin_statement(base, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return replace(base, database_url=_with_database(base.database_url, name),
                    topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
 
@@ -89,7 +75,7 @@ def clone_database(base: Settings, template: str) -> Settings:
 def drop_database(base: Settings, settings: Settings) -> None:
     """Drop the test's database and delete its topics, so runs do not pile up on the broker."""
     name = settings.database_url.rpartition("/")[2]
-    _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_statement(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if settings.topic_prefix:
         from confluent_kafka.admin import AdminClient
 

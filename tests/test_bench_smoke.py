@@ -1,6 +1,6 @@
 """The benchmark harness end to end in --smoke mode, so ``make bench`` keeps working.
 
-Runs ``python -m benchmarks.bench --smoke`` against the real services, as a user would, and
+Runs ``python -m benchmarks --smoke`` against the real services, as a user would, and
 checks that the report and its figures come out and that the run cleaned up after itself. It
 never asserts a speed: timings on a shared machine say nothing about the harness.
 """
@@ -42,7 +42,7 @@ def _positive(figures: dict, *path: str) -> float:
 def test_bench_smoke(services: Services, tmp_path: Path) -> None:
     out, figures_path = tmp_path / "RESULTS.md", tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--smoke", "--profile", "always",
+        [sys.executable, "-m", "benchmarks", "--smoke", "--profile", "always",
          "--out", str(out), "--json", str(figures_path)],
         cwd=REPO, env=_env(services), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -100,7 +100,7 @@ def assert_removed(services: Services, tag: str) -> None:
 def test_bench_stopped_with_sigterm_cleans_up(services: Services) -> None:
     """A benchmark stopped by SIGTERM (a CI timeout, `kill`) removes what it made, as on Ctrl-C."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench", "--smoke", "--profile", "never"],
+        [sys.executable, "-m", "benchmarks", "--smoke", "--profile", "never"],
         cwd=REPO, env=_env(services), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:

@@ -236,11 +236,12 @@ def test_the_migration_seals_contacts_projected_in_the_clear(base_settings):
     them in place, and the plain columns are gone."""
     import psycopg
 
+    from storage.db import admin_statement
     from storage.migrate import upgrade
-    from tests.conftest import _admin, _with_database
+    from tests.conftest import _with_database
 
     name = f"nyc311_mig_{uuid.uuid4().hex[:8]}"
-    _admin(base_settings, f'CREATE DATABASE "{name}"')
+    admin_statement(base_settings, f'CREATE DATABASE "{name}"')
     settings = replace(base_settings,
                        database_url=_with_database(base_settings.database_url, name))
     try:
@@ -257,4 +258,4 @@ def test_the_migration_seals_contacts_projected_in_the_clear(base_settings):
             assert columns == {"request_id", "event_id", "created_at", "key_id", "sealed"}
             assert readable(conn, settings) == {"old": ("j@example.com", "+12125550105")}
     finally:
-        _admin(base_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_statement(base_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
