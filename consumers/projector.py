@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Message
 from psycopg import sql
+from sqlalchemy import Column
 from sqlalchemy.dialects import postgresql
 
 from consumers.loop import Item
@@ -36,20 +37,27 @@ from nyc311.sealing import new_key, seal
 from nyc311.settings import Settings
 from schemas.serde import BY_TOPIC, DecodeError, Serde, registry_resolver
 from schemas.validate import validate
-from storage.models import Base
+from storage.models import Base, column_names, contact_keys
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "nyc311-projector"
 PROJECTED_EVENTS = ("request_created", "request_closed", "survey_sent", "survey_answered")
+SERVER_SET = ("projected_at",)  # columns the database fills in when the projector inserts a row
+
+
+def _type(column: Column[Any]) -> str:
+    return str(column.type.compile(dialect=postgresql.dialect()))
 
 
 class _Table:
     """A projection table: its staging copy and its merge statement."""
 
-    def __init__(self, name: str, columns: Sequence[str], key: str, newest_wins: bool,
-                 version: str, millis: str, where: str = "") -> None:
-        self.name, self.columns, self.key = name, tuple(columns), key
+    def __init__(self, name: str, key: str, newest_wins: bool, version: str, millis: str,
+                 where: str = "") -> None:
+        # the model's columns, less those the database fills in; a row is a tuple in this order
+        model = Base.metadata.tables[name]
+        self.name, self.columns, self.key = name, column_names(model, without=SERVER_SET), key
         cols = ", ".join(self.columns)
         # the event's time arrives as milliseconds since the epoch; the merge converts it
         select = ", ".join(f"to_timestamp({c}::float8 / 1000) AS {c}" if c == millis else c
@@ -57,9 +65,7 @@ class _Table:
         self.stage = f"_stage_{name}"
         # column types from the model, not LIKE: LIKE needs SELECT on every column, and the
         # projector's role may not read a sealed contact (storage/roles.py)
-        model = Base.metadata.tables[name].columns
-        types = ", ".join(f"{c} " + ("bigint" if c == millis else
-                                     model[c].type.compile(dialect=postgresql.dialect()))
+        types = ", ".join(f"{c} " + ("bigint" if c == millis else _type(model.columns[c]))
                           for c in self.columns)
         self.create_stage = (f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({types}) "
                              f"ON COMMIT DELETE ROWS")
@@ -80,25 +86,17 @@ class _Table:
         )
 
 
-REQUESTS = _Table("requests", ("request_id", "event_id", "created_at", "agency", "agency_name",
-                               "complaint_type", "descriptor", "channel", "borough",
-                               "incident_zip", "language", "has_contact"),
-                  key="request_id", newest_wins=True, version="created_at", millis="created_at")
+REQUESTS = _Table("requests", key="request_id", newest_wins=True, version="created_at",
+                  millis="created_at")
 # A contact is stored sealed, never in the clear; one whose request was erased is not stored again.
 _NOT_ERASED = ("WHERE NOT EXISTS (SELECT 1 FROM {vault}.contact_erasures e "
                "WHERE e.request_id = s.request_id)")
-CONTACTS = _Table("contacts", ("request_id", "event_id", "created_at", "key_id", "sealed"),
-                  key="request_id", newest_wins=True, version="created_at", millis="created_at",
-                  where=_NOT_ERASED)
-CLOSURES = _Table("closures", ("event_id", "request_id", "closed_at", "status",
-                               "resolution_description"),
-                  key="event_id", newest_wins=True, version="", millis="closed_at")
-SURVEYS = _Table("surveys", ("survey_id", "event_id", "request_id", "sent_at", "channel",
-                             "language", "closure_event_id"),
-                 key="survey_id", newest_wins=False, version="sent_at", millis="sent_at")
-ANSWERS = _Table("survey_answers", ("survey_id", "event_id", "request_id", "answered_at",
-                                    "language", "satisfaction", "reopen_requested", "feedback"),
-                 key="survey_id", newest_wins=False, version="answered_at",
+CONTACTS = _Table("contacts", key="request_id", newest_wins=True, version="created_at",
+                  millis="created_at", where=_NOT_ERASED)
+CLOSURES = _Table("closures", key="event_id", newest_wins=True, version="", millis="closed_at")
+SURVEYS = _Table("surveys", key="survey_id", newest_wins=False, version="sent_at",
+                 millis="sent_at")
+ANSWERS = _Table("survey_answers", key="survey_id", newest_wins=False, version="answered_at",
                  millis="answered_at")
 TABLES = (REQUESTS, CONTACTS, CLOSURES, SURVEYS, ANSWERS)
 
@@ -108,11 +106,14 @@ class _Keys:
     vault in the batch's transaction, beside the sealed contacts they open."""
 
     name = "contact_keys"
-    create_stage = ("CREATE TEMP TABLE IF NOT EXISTS _stage_contact_keys (key_id uuid, "
-                    "request_id text, key bytea) ON COMMIT DELETE ROWS")
-    copy = "COPY _stage_contact_keys (key_id, request_id, key) FROM STDIN"
-    merge = ("INSERT INTO {vault}.contact_keys (key_id, request_id, key) "
-             "SELECT key_id, request_id, key FROM _stage_contact_keys s " + _NOT_ERASED + "; "
+    columns = column_names(contact_keys, without=("created_at",))  # (key_id, request_id, key)
+    _cols = ", ".join(columns)
+    create_stage = ("CREATE TEMP TABLE IF NOT EXISTS _stage_contact_keys ("
+                    + ", ".join(f"{c} {_type(contact_keys.columns[c])}" for c in columns)
+                    + ") ON COMMIT DELETE ROWS")
+    copy = f"COPY _stage_contact_keys ({_cols}) FROM STDIN"
+    merge = (f"INSERT INTO {{vault}}.contact_keys ({_cols}) "
+             f"SELECT {_cols} FROM _stage_contact_keys s " + _NOT_ERASED + "; "
              "DELETE FROM _stage_contact_keys")
 
 

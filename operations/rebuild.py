@@ -79,6 +79,7 @@ from nyc311.settings import Settings
 from nyc311.stop import StopFlag
 from storage.db import connect, is_transient
 from storage.migrate import current_revision, head_revision, upgrade
+from storage.models import Base, column_names
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ PROJECTOR_GROUP = "nyc311-projector"  # consumers.projector.GROUP_ID (no import:
 REBUILD_GROUP = "nyc311-projector-rebuild-{ts}"
 PROJECTION_TABLES = ("requests", "contacts", "closures", "surveys", "survey_answers")
 OFFSETS_TABLE = "consumer_offsets"
+OFFSETS_COLUMNS = column_names(Base.metadata.tables[OFFSETS_TABLE])
 VERSION_TABLE = "alembic_version"
 SWITCH_LOCK_TIMEOUT = "60s"
 MAX_IDENTIFIER = 63
@@ -306,7 +308,7 @@ def _switch(conn: psycopg.Connection, admin: AdminClient, live: str, new: str, o
                      (rebuild_group,))
         conn.execute(sql.SQL("UPDATE {} SET group_id = %s WHERE group_id = %s").format(offsets),
                      (live_group, rebuild_group))
-        columns = sql.SQL("group_id, topic, partition, next_offset, updated_at")
+        columns = sql.SQL(", ".join(OFFSETS_COLUMNS))
         conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE group_id <> %s").format(
             offsets, columns, columns, sql.Identifier(live, OFFSETS_TABLE)), (live_group,))
         conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live_id, sql.Identifier(old)))

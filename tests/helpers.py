@@ -17,19 +17,19 @@ from consumers.loop import ConsumeLoop, LoopStats
 from consumers.projector import GROUP_ID, Projector
 from nyc311.kafka import EventProducer
 from nyc311.settings import Settings
+from storage.models import Base, column_names
 
 Event = tuple[str, dict[str, Any]]
 
+_MODELS = Base.metadata.tables
+# the columns the projector writes (projected_at is the database's); a contact opened with its key
 TABLE_COLUMNS = {
-    "requests": ("request_id", "event_id", "created_at", "agency", "agency_name",
-                 "complaint_type", "descriptor", "channel", "borough", "incident_zip",
-                 "language", "has_contact"),
-    "contacts": ("request_id", "event_id", "created_at", "email", "phone"),
-    "closures": ("event_id", "request_id", "closed_at", "status", "resolution_description"),
-    "surveys": ("survey_id", "event_id", "request_id", "sent_at", "channel", "language",
-                "closure_event_id"),
-    "survey_answers": ("survey_id", "event_id", "request_id", "answered_at", "language",
-                       "satisfaction", "reopen_requested", "feedback"),
+    "requests": column_names(_MODELS["requests"], without=("projected_at",)),
+    "contacts": (*column_names(_MODELS["contacts"], without=("key_id", "sealed")),
+                 "email", "phone"),
+    "closures": column_names(_MODELS["closures"], without=("projected_at",)),
+    "surveys": column_names(_MODELS["surveys"]),
+    "survey_answers": column_names(_MODELS["survey_answers"]),
 }
 
 
