@@ -4,7 +4,7 @@
 into the real tables, with no staging and no merge. The projector (c) is reported as a share of
 the slower of the two, so its figure says as much about the code as about the machine.
 
-The one use of the projector's private row mapping (``consumers.projector._rows``) is here: (b)
+(b) maps events to rows with the projector's own ``consumers.projector.event_rows``, so it
 writes exactly the rows the projector would.
 """
 
@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks.dataset import dataset
 from benchmarks.meters import CpuMeter, Marks, Throughput, pid_cpu_seconds
 from consumers.loop import ConsumeLoop
-from consumers.projector import GROUP_ID, TABLES, Projector, _rows
+from consumers.projector import GROUP_ID, TABLES, Projector, event_rows
 from nyc311.kafka import log_end_offsets
 from nyc311.settings import Settings
 from schemas.serde import BY_TOPIC, Serde
@@ -127,7 +127,7 @@ def raw_copy(settings: Settings, months: list[str], requests: int, seed: int
             buffer.clear()
 
         for name, record in dataset(months, requests, seed):
-            for table, row in _rows(name, record):
+            for table, row in event_rows(name, record):
                 buffer[table].append(row)
             events += 1
             if events % settings.batch_size == 0:

@@ -32,7 +32,7 @@ PROFILE_RULES: tuple[tuple[str, str, str], ...] = (
     ("schemas/serde.py", "", "decode: Avro (fastavro)"),
     ("uuid.py", "", "decode: Avro (fastavro)"),
     ("schemas/validate.py", "", "decode: validation rules"),
-    ("consumers/projector.py", "_rows", "decode: row mapping"),
+    ("consumers/projector.py", "event_rows", "decode: row mapping"),
     ("consumers/projector.py", "write", "write: grouping rows by table"),
     ("psycopg/_copy", "", "write: COPY to staging (formatting rows, sending)"),
     ("psycopg/cursor.py", "execute", "write: merge INSERT … ON CONFLICT (server)"),

@@ -123,7 +123,7 @@ KEYS = _Keys()
 Rows = list[tuple["_Table | _Keys", tuple[Any, ...]]]
 
 
-def _rows(name: str, r: dict[str, Any]) -> Rows:
+def event_rows(name: str, r: dict[str, Any]) -> Rows:
     """The table rows one event contributes."""
     if name == "request_created":
         return _created_rows(r)
@@ -189,7 +189,7 @@ class Projector:
         key = msg.key()
         if key is not None and key.decode("utf-8", "replace") != record["request_id"]:
             raise DecodeError(f"{name}: key {key!r} is not the request id {record['request_id']!r}")
-        return _rows(name, record)
+        return event_rows(name, record)
 
     def write(self, conn: psycopg.Connection, items: list[Item]) -> None:
         by_table: dict[_Table | _Keys, list[tuple[Any, ...]]] = defaultdict(list)

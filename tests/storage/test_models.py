@@ -117,7 +117,7 @@ def test_the_published_tables_are_the_published_files() -> None:
 
 def test_the_projectors_rows_follow_the_model_columns() -> None:
     """Rows are tuples in the order of the columns the projector takes from the models."""
-    from consumers.projector import ANSWERS, CLOSURES, CONTACTS, KEYS, REQUESTS, SURVEYS, _rows
+    from consumers.projector import ANSWERS, CLOSURES, CONTACTS, KEYS, REQUESTS, SURVEYS, event_rows
 
     def record(*names: str) -> dict[str, Any]:
         return {name: f"<{name}>" for name in names}
@@ -132,22 +132,22 @@ def test_the_projectors_rows_follow_the_model_columns() -> None:
                      "complaint_type", "descriptor", "channel", "borough", "incident_zip",
                      "language")
     created.update(contact=None, sealed_contact={"key_id": "<key>", "ciphertext": "<sealed>"})
-    assert _rows("request_created", created) == [
+    assert event_rows("request_created", created) == [
         (REQUESTS, expected(REQUESTS, created, has_contact=True)),
         (CONTACTS, expected(CONTACTS, created, key_id="<key>", sealed="<sealed>")),
     ]
     clear = dict(created, sealed_contact=None, contact={"email": "j@example.com", "phone": None})
-    (requests, request), (keys, key), (contacts, contact) = _rows("request_created", clear)
+    (requests, request), (keys, key), (contacts, contact) = event_rows("request_created", clear)
     assert (requests, keys, contacts) == (REQUESTS, KEYS, CONTACTS)
     assert request == expected(REQUESTS, clear, has_contact=True)
     assert key[KEYS.columns.index("request_id")] == "<request_id>"
     assert key[KEYS.columns.index("key_id")] == contact[CONTACTS.columns.index("key_id")]
     assert len(key[KEYS.columns.index("key")]) == 32
     closed = record("event_id", "request_id", "occurred_at", "status", "resolution_description")
-    assert _rows("request_closed", closed) == [(CLOSURES, expected(CLOSURES, closed))]
+    assert event_rows("request_closed", closed) == [(CLOSURES, expected(CLOSURES, closed))]
     sent = record("survey_id", "event_id", "request_id", "occurred_at", "channel", "language",
                   "closure_event_id")
-    assert _rows("survey_sent", sent) == [(SURVEYS, expected(SURVEYS, sent))]
+    assert event_rows("survey_sent", sent) == [(SURVEYS, expected(SURVEYS, sent))]
     answered = record("survey_id", "event_id", "request_id", "occurred_at", "language",
                       "satisfaction", "reopen_requested", "feedback")
-    assert _rows("survey_answered", answered) == [(ANSWERS, expected(ANSWERS, answered))]
+    assert event_rows("survey_answered", answered) == [(ANSWERS, expected(ANSWERS, answered))]
