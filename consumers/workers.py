@@ -126,8 +126,12 @@ def supervise(target: Callable[..., None], processes: int,
     workers = [ctx.Process(target=target, args=(i, *args, results), name=f"worker-{i}")
                for i in range(processes)]
 
+    stopping = False  # the workers were told to stop (a signal, or another worker failed)
+
     def stop_all(force: bool = False) -> None:
         """SIGTERM (each worker finishes its batch), or SIGKILL with ``force``."""
+        nonlocal stopping
+        stopping = True
         for worker in workers:
             if worker.is_alive() and worker.pid is not None:
                 with contextlib.suppress(ProcessLookupError):  # exited meanwhile
@@ -150,6 +154,11 @@ def supervise(target: Callable[..., None], processes: int,
                 worker = running.pop(sentinel)  # type: ignore[arg-type]
                 worker.join()
                 if worker.exitcode == EX_TEMPFAIL:  # stopped with work left: it said why
+                    totals.unfinished += 1
+                    continue
+                if stopping and worker.exitcode == -signal.SIGTERM:
+                    # our SIGTERM came before the worker had its handler (it was starting):
+                    # it committed nothing, which the next run reads again; no failure
                     totals.unfinished += 1
                     continue
                 if worker.exitcode != 0 and totals.failed == 0:
