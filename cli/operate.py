@@ -61,7 +61,7 @@ def dlq_list(obj: Context, topic: str | None, limit: int | None, as_json: bool) 
     message, when it failed, and its key. Reads from the beginning; commits nothing."""
     import json
 
-    from operations.dlq_tools import DlqError, list_dead_letters
+    from operations.dlq.letters import DlqError, list_dead_letters
 
     count = 0
     try:
@@ -96,7 +96,8 @@ def dlq_replay(obj: Context, topic: str, dry_run: bool, error_classes: tuple[str
     too large for its DLQ, kept with its original size and SHA-256) is refused, never replayed
     as if it were the record; each refusal is printed with where the record itself is.
     """
-    from operations.dlq_tools import DlqError, replay
+    from operations.dlq.letters import DlqError
+    from operations.dlq.replay import replay
 
     try:
         result = replay(obj.settings, topic, error_classes=error_classes, limit=limit,

@@ -45,17 +45,17 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
+
+from producers.nyc_time import parse_nyc_time
 
 Record = dict[str, Any]
 StrPath = str | os.PathLike[str]
 
-NEW_YORK = ZoneInfo("America/New_York")
 #: Namespace of every event id this importer derives (from the dataset's Open Data address).
 EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://data.cityofnewyork.us/resource/erm2-nwe9")
 REQUIRED_COLUMNS = ("Unique Key", "Created Date", "Agency", "Complaint Type", "Status")
@@ -64,8 +64,6 @@ KNOWN_STATUSES = frozenset({"OPEN", "CLOSED", "PENDING", "ASSIGNED", "IN PROGRES
                             "EMAIL SENT", "UNASSIGNED", "DRAFT", "UNSPECIFIED"})
 EXAMPLES_KEPT = 5
 
-_US_TIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?"
-                      r"(?:\.\d+)?\s*([AaPp][Mm])?")
 
 
 class NycCsvFormatError(ValueError):
@@ -114,51 +112,6 @@ def _not_utf8(path: StrPath) -> NycCsvFormatError:
             offset += len(line)
     return NycCsvFormatError(f"{path} is not UTF-8 text; save the export as UTF-8 and import "
                              "it again")
-
-
-@dataclass(frozen=True)
-class NycTime:
-    """A parsed export time in UTC; ``dst`` says whether the wall-clock time was ambiguous."""
-
-    utc: datetime
-    dst: str | None = None  # "nonexistent", "ambiguous" or None
-
-
-def parse_nyc_time(text: str) -> NycTime:
-    """Parse an export time (New York wall clock unless ISO with an offset); ValueError if not."""
-    text = text.strip()
-    match = _US_TIME.fullmatch(text)
-    if match:
-        return _localize(_us_naive(match))
-    if re.match(r"\d{4}-\d{2}-\d{2}", text):
-        value = datetime.fromisoformat(text)
-        if value.tzinfo is not None:
-            return NycTime(value.astimezone(UTC))
-        return _localize(value)
-    raise ValueError(f"not a recognised date/time: {text!r}")
-
-
-def _us_naive(match: re.Match[str]) -> datetime:
-    month, day, year, hour, minute = (int(match[i]) for i in range(1, 6))
-    second = int(match[6] or 0)
-    if year < 100:
-        year += 2000
-    meridiem = (match[7] or "").upper()
-    if meridiem:
-        if not 1 <= hour <= 12:
-            raise ValueError(f"hour {hour} with {meridiem}")
-        hour = hour % 12 + (12 if meridiem == "PM" else 0)
-    return datetime(year, month, day, hour, minute, second)
-
-
-def _localize(naive: datetime) -> NycTime:
-    local = naive.replace(tzinfo=NEW_YORK, fold=0)
-    utc = local.astimezone(UTC)
-    if utc.astimezone(NEW_YORK).replace(tzinfo=None) != naive:
-        return NycTime(utc, "nonexistent")
-    if local.utcoffset() != local.replace(fold=1).utcoffset():
-        return NycTime(utc, "ambiguous")
-    return NycTime(utc)
 
 
 def created_event_id(request_id: str) -> str:

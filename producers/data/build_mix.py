@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from producers.nyc_csv import NEW_YORK, parse_nyc_time
+from producers.nyc_time import NEW_YORK, parse_nyc_time
 
 TYPES_PER_AGENCY = 12
 DESCRIPTORS_PER_TYPE = 5

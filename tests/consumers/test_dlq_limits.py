@@ -41,7 +41,7 @@ from nyc311.topics import (
     ensure_topics,
     max_message_bytes,
 )
-from operations.dlq_tools import list_dead_letters
+from operations.dlq.letters import list_dead_letters
 from tests.consumers.test_projector import month_events
 from tests.helpers import expected_tables, fetch_tables, produce, project
 from tests.nyc311.test_metrics import Running, value, wait_for

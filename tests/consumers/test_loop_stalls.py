@@ -22,7 +22,7 @@ from consumers.projector import GROUP_ID, Projector
 from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics
 from nyc311.topics import all_topics, dlq_topic, ensure_topics
-from operations.dlq_tools import list_dead_letters
+from operations.dlq.letters import list_dead_letters
 from storage.offsets import load_group
 from tests.consumers.test_dlq_limits import produce_big, set_max_message_bytes
 from tests.consumers.test_projector import month_events

@@ -24,7 +24,7 @@ from fastavro import schemaless_writer
 
 from consumers.projector import Projector
 from nyc311.kafka import EventProducer
-from operations.dlq_tools import list_dead_letters
+from operations.dlq.letters import list_dead_letters
 from schemas.serde import EVENT_TYPES, SINGLE_OBJECT_MAGIC, DecodeError, current_fingerprint
 from schemas.serde import current_schema as schema_of
 from storage.db import connect

@@ -15,16 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from producers.nyc_csv import (
-    NEW_YORK,
     ImportSummary,
     NycCsvFormatError,
     RowResult,
     closed_event_id,
     created_event_id,
     import_nyc_csv,
-    parse_nyc_time,
     read_nyc_csv,
 )
+from producers.nyc_time import NEW_YORK, parse_nyc_time
 from schemas.serde import Serde
 
 # tests/producers/<this file> -> parents[2] is the repository; shared/ sits beside it.

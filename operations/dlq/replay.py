@@ -1,9 +1,4 @@
-"""Operator tools for the dead-letter queues: ``nyc311 dlq list`` and ``nyc311 dlq replay``.
-
-A dead letter is the original record, byte for byte, plus headers saying where it came from and
-why it failed (:mod:`consumers.dlq`). Listing reads the ``<topic>.dlq`` topics from the beginning
-up to their end at the time of the call, with no consumer group and no commit, so it changes
-nothing and can be run at any time.
+"""``nyc311 dlq replay``: dead letters back to their source topic, once each.
 
 Replay sends dead letters back to their source topic (the ``source_topic`` header) with their
 original key, value and headers, once each, after the bug or the upstream data that made them
@@ -32,288 +27,48 @@ Replay refuses it, says so per record, and counts it as left; the cursor stops b
 original is still in the source topic at the coordinates its headers give.
 """
 
+
 from __future__ import annotations
 
 import json
 import logging
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
-    Message,
     Producer,
 )
 from confluent_kafka import TopicPartition as KafkaTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumers.dlq import (
-    HEADER_CONSUMER_GROUP,
-    HEADER_ERROR_CLASS,
-    HEADER_ERROR_MESSAGE,
-    HEADER_FAILED_AT,
-    HEADER_ORIGINAL_HEADERS,
-    HEADER_ORIGINAL_KEY_SHA256,
-    HEADER_ORIGINAL_KEY_SIZE,
-    HEADER_ORIGINAL_SHA256,
-    HEADER_ORIGINAL_SIZE,
-    HEADER_SOURCE_OFFSET,
-    HEADER_SOURCE_PARTITION,
-    HEADER_SOURCE_TOPIC,
-    HEADER_TRUNCATED,
-)
 from nyc311.kafka import PRODUCER_DEFAULTS
 from nyc311.settings import Settings
-from nyc311.topics import DLQ_SUFFIX, dlq_topic, event_topics
+from nyc311.topics import dlq_topic
+from operations.dlq.letters import (
+    HEADER_REPLAY_OF,
+    DeadLetter,
+    DlqError,
+    dash,
+    dlq_partitions,
+    dlq_reader,
+    header_text,
+    parse,
+    read_partition,
+    source_topic,
+)
 
 log = logging.getLogger(__name__)
 
 REPLAY_GROUP = "nyc311-dlq-replay"
 LEDGER_TOPIC = "nyc311.dlq-replays"
-HEADER_REPLAY_OF = "replay_of"
-READ_TIMEOUT = 60.0  # seconds a read may go without progress before it is given up
 BATCH = 500  # records per replay transaction
-
-_OURS = (HEADER_SOURCE_TOPIC, HEADER_SOURCE_PARTITION, HEADER_SOURCE_OFFSET, HEADER_ERROR_CLASS,
-         HEADER_ERROR_MESSAGE, HEADER_CONSUMER_GROUP, HEADER_FAILED_AT, HEADER_TRUNCATED,
-         HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_KEY_SIZE,
-         HEADER_ORIGINAL_KEY_SHA256, HEADER_ORIGINAL_HEADERS)
-
-Headers = tuple[tuple[str, bytes | None], ...]
-
-
-class DlqError(RuntimeError):
-    """A DLQ operation could not be done (unknown topic, Kafka unavailable, fenced replay)."""
-
-
-# -- dead letters ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One record of a ``.dlq`` topic: where it is, where it came from, why, and the record."""
-
-    dlq_topic: str
-    dlq_partition: int
-    dlq_offset: int
-    source_topic: str
-    source_partition: int | None
-    source_offset: int | None
-    error_class: str
-    error_message: str
-    consumer_group: str
-    failed_at: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = ()  # the record's own headers, as its producer sent them
-    truncated: str = ""  # a truncated copy: what was cut ("value", "key", "headers")
-    original_size: int | None = None  # a truncated copy: the original value's bytes
-    original_sha256: str = ""  # a truncated copy: the original value's SHA-256 (hex)
-
-    @property
-    def source_id(self) -> str:
-        """``topic:partition:offset`` of the record that failed: what "once each" counts."""
-        if self.source_partition is None or self.source_offset is None:  # not our headers
-            return f"{self.dlq_topic}:{self.dlq_partition}:{self.dlq_offset}"
-        return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
-
-    @property
-    def replay_of(self) -> str | None:
-        """The dead letter this record was a replay of, if it was one."""
-        for name, value in self.headers:
-            if name == HEADER_REPLAY_OF and value is not None:
-                return value.decode("utf-8", "replace")
-        return None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "dlq_topic": self.dlq_topic, "dlq_partition": self.dlq_partition,
-            "dlq_offset": self.dlq_offset, "source_topic": self.source_topic,
-            "source_partition": self.source_partition, "source_offset": self.source_offset,
-            "error_class": self.error_class, "error_message": self.error_message,
-            "consumer_group": self.consumer_group, "failed_at": self.failed_at,
-            "key": _text(self.key), "value_bytes": len(self.value or b""),
-            "replay_of": self.replay_of, "truncated": self.truncated or None,
-            "original_size": self.original_size, "original_sha256": self.original_sha256 or None,
-        }
-
-    def truncation(self) -> str:
-        """What a truncated copy kept, for messages ("" when the record is whole)."""
-        if not self.truncated:
-            return ""
-        kept = len(self.value or b"")
-        size = f"{kept:,} of {self.original_size:,} bytes" if self.original_size is not None \
-            else f"{kept:,} bytes"
-        sha = f", original sha256 {self.original_sha256}" if self.original_sha256 else ""
-        return f"a truncated copy ({self.truncated} cut; {size} kept{sha})"
-
-    def render(self) -> str:
-        """One line for a terminal."""
-        message = " ".join(self.error_message.split())
-        if len(message) > 160:
-            message = message[:157] + "..."
-        source = f"{self.source_topic}[{_dash(self.source_partition)}]@{_dash(self.source_offset)}"
-        replay = f" replay_of={self.replay_of}" if self.replay_of else ""
-        cut = f"  TRUNCATED: {self.truncation()}" if self.truncated else ""
-        return (f"{self.dlq_topic}[{self.dlq_partition}]@{self.dlq_offset}  from {source}  "
-                f"{self.failed_at}  key={_text(self.key)!r}  {self.error_class}: {message}{replay}"
-                f"{cut}")
-
-
-def _text(data: bytes | None) -> str | None:
-    return None if data is None else data.decode("utf-8", "replace")
-
-
-def _dash(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
-def _int(value: bytes | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def parse(msg: Message) -> DeadLetter:
-    """A DLQ message as a :class:`DeadLetter`. The first header of each of our names is ours;
-    everything else is the original record's own (kept in order)."""
-    raw = msg.headers() or []
-    if isinstance(raw, dict):
-        raw = list(raw.items())
-    ours: dict[str, bytes | None] = {}
-    own: list[tuple[str, bytes | None]] = []
-    for name, value in raw:
-        data = value.encode() if isinstance(value, str) else value
-        if name in _OURS and name not in ours:
-            ours[name] = data
-        else:
-            own.append((str(name), data))
-    topic = str(msg.topic())
-    source = _text(ours.get(HEADER_SOURCE_TOPIC)) or topic.removesuffix(DLQ_SUFFIX)
-    return DeadLetter(
-        dlq_topic=topic, dlq_partition=int(msg.partition() or 0), dlq_offset=int(msg.offset() or 0),
-        source_topic=source,
-        source_partition=_int(ours.get(HEADER_SOURCE_PARTITION)),
-        source_offset=_int(ours.get(HEADER_SOURCE_OFFSET)),
-        error_class=_text(ours.get(HEADER_ERROR_CLASS)) or "",
-        error_message=_text(ours.get(HEADER_ERROR_MESSAGE)) or "",
-        consumer_group=_text(ours.get(HEADER_CONSUMER_GROUP)) or "",
-        failed_at=_text(ours.get(HEADER_FAILED_AT)) or "",
-        key=msg.key(), value=msg.value(), headers=tuple(own),
-        truncated=_text(ours.get(HEADER_TRUNCATED)) or "",
-        original_size=_int(ours.get(HEADER_ORIGINAL_SIZE)),
-        original_sha256=_text(ours.get(HEADER_ORIGINAL_SHA256)) or "",
-    )
-
-
-# -- topics ---------------------------------------------------------------------------------------
-
-
-def source_topic(settings: Settings, name: str) -> str:
-    """The full name of an event topic, given as the contract name (``nyc311.request-created``),
-    the prefixed name, or its DLQ's name."""
-    known = event_topics(settings)
-    name = name.removesuffix(DLQ_SUFFIX)
-    for candidate in (name, settings.topic(name)):
-        if candidate in known:
-            return candidate
-    raise DlqError(f"unknown topic {name!r}; the event topics are: {', '.join(known)}")
-
-
-def _partitions(consumer: Consumer, topic: str) -> list[int] | None:
-    """The topic's partitions, or None when it does not exist."""
-    meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
-    if meta is None or meta.error is not None:
-        return None
-    return sorted(meta.partitions)
-
-
-def _reader(settings: Settings, group: str | None = None) -> Consumer:
-    """A consumer for reading by assignment; it commits nothing unless told to."""
-    return Consumer(settings.kafka_config(**{
-        "group.id": group or settings.group(f"nyc311-dlq-reader-{uuid.uuid4().hex[:8]}"),
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    }))
-
-
-def _read_partition(consumer: Consumer, topic: str, partition: int, start: int,
-                    timeout: float = READ_TIMEOUT) -> Iterator[Message]:
-    """The partition's records from ``start`` (or its beginning) up to its end as of now."""
-    tp = KafkaTP(topic, partition)
-    low, high = consumer.get_watermark_offsets(tp, timeout=30)
-    begin = max(start, low) if start >= 0 else low
-    if begin >= high:
-        return
-    consumer.assign([KafkaTP(topic, partition, begin)])
-    try:
-        stalled_since = time.monotonic()
-        while True:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                if time.monotonic() - stalled_since > timeout:
-                    raise DlqError(f"{topic}[{partition}]: no progress for {timeout:.0f} s "
-                                   f"before offset {high}")
-                continue
-            stalled_since = time.monotonic()
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:  # the end: markers included
-                    return
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("reading %s[%d]: %s", topic, partition, err)
-                continue
-            offset = int(msg.offset() or 0)
-            if offset >= high:
-                return
-            yield msg
-            if offset + 1 >= high:
-                return
-    finally:
-        consumer.unassign()
-
-
-# -- list -----------------------------------------------------------------------------------------
-
-
-def list_dead_letters(settings: Settings, topic: str | None = None,
-                      limit: int | None = None) -> Iterator[DeadLetter]:
-    """Every dead letter of one DLQ (``topic``: its source topic) or of all, oldest first per
-    partition, without committing anything."""
-    topics = [dlq_topic(source_topic(settings, topic))] if topic else \
-        [dlq_topic(t) for t in event_topics(settings)]
-    if limit is not None and limit <= 0:
-        return
-    consumer = _reader(settings)
-    count = 0
-    try:
-        for name in topics:
-            partitions = _partitions(consumer, name)
-            if partitions is None:
-                if topic:
-                    raise DlqError(f"{name} does not exist (no dead letter yet)")
-                continue
-            for partition in partitions:
-                for msg in _read_partition(consumer, name, partition, OFFSET_BEGINNING):
-                    yield parse(msg)
-                    count += 1
-                    if limit is not None and count >= limit:
-                        return
-    finally:
-        consumer.close()
-
 
 # -- replay ---------------------------------------------------------------------------------------
 
@@ -352,7 +107,7 @@ class ReplayResult:
         """One line per truncated copy refused: which, and where its record still is."""
         return [f"refused {dl.dlq_topic}[{dl.dlq_partition}]@{dl.dlq_offset}: {dl.truncation()}, "
                 f"not the record; the record is still in {dl.source_topic}"
-                f"[{_dash(dl.source_partition)}]@{_dash(dl.source_offset)} (docs/RUNBOOK.md, "
+                f"[{dash(dl.source_partition)}]@{dash(dl.source_offset)} (docs/RUNBOOK.md, "
                 f"\"Dead letters\")" for dl in self.refused]
 
 
@@ -378,13 +133,13 @@ def _ensure_ledger(settings: Settings) -> None:
 
 def read_ledger(settings: Settings) -> set[str]:
     """Source coordinates of every record replayed so far (committed transactions only)."""
-    consumer = _reader(settings)
+    consumer = dlq_reader(settings)
     done: set[str] = set()
     try:
         topic = ledger_topic(settings)
-        for partition in _partitions(consumer, topic) or []:
-            for msg in _read_partition(consumer, topic, partition, OFFSET_BEGINNING):
-                key = _text(msg.key())
+        for partition in dlq_partitions(consumer, topic) or []:
+            for msg in read_partition(consumer, topic, partition, OFFSET_BEGINNING):
+                key = header_text(msg.key())
                 if key is None:
                     continue
                 if msg.value() is None:  # a tombstone
@@ -461,10 +216,10 @@ def replay(settings: Settings, topic: str, *, error_classes: Iterable[str] = (),
     dlq = dlq_topic(source_topic(settings, topic))
     classes = set(error_classes)
     result = ReplayResult(dlq, dry_run=dry_run)
-    cursor_reader = _reader(settings, group=settings.group(REPLAY_GROUP))
+    cursor_reader = dlq_reader(settings, group=settings.group(REPLAY_GROUP))
     txn: _Transactions | None = None
     try:
-        partitions = _partitions(cursor_reader, dlq)
+        partitions = dlq_partitions(cursor_reader, dlq)
         if partitions is None:
             return result
         if not dry_run:
@@ -499,7 +254,7 @@ def _replay_partition(reader: Consumer, txn: _Transactions | None, dlq: str, par
         if txn is not None and cursor >= 0 and cursor > start:
             reader.commit(offsets=[KafkaTP(dlq, partition, cursor)], asynchronous=False)
 
-    for msg in _read_partition(reader, dlq, partition, cursor):
+    for msg in read_partition(reader, dlq, partition, cursor):
         dl = parse(msg)
         result.scanned += 1
         if dl.source_id in done:
