@@ -45,7 +45,7 @@ browser:  ## Debian's Chromium for the browser tests (installed with apt-get whe
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
-	$(BIN)/mypy nyc311 schemas survey storage producers consumers reports operations cli
+	$(BIN)/mypy nyc311 schemas survey storage producers consumers reports operations cli benchmarks
 
 test-unit: $(STAMP)  ## the tests that need no services
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
