@@ -78,6 +78,18 @@ def test_the_layers_cover_every_package():
     assert packages - {"tests"} == set(LAYER), "a new package needs a place in LAYERS"
 
 
+def test_every_package_is_installed():
+    """A package missing from pyproject.toml's list works in a checkout and fails installed."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for top in LAYER.keys() - {"benchmarks"} for p in (REPO / top).rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
+    assert listed - found == set(), "pyproject.toml lists packages that do not exist"
+
+
 def test_imports_run_one_way():
     wrong = []
     for module, path in ALL.items():
