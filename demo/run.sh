@@ -79,7 +79,9 @@ for service in ("projector", "dispatcher", "survey_web", "forwarder", "aggregato
 EOF
 )
 for service in "${!URL[@]}"; do $BIN/nyc311 db login "nyc311_$service" "demo_$service"; done
-as() { local service=$1; shift; DATABASE_URL=${URL[$service]} "$@"; }  # as SERVICE COMMAND…
+# as SERVICE COMMAND…: run in the foreground (a server in the background is started with its
+# DATABASE_URL directly, so that $! is the server's own pid, which the clean-up stops)
+as() { local service=$1; shift; DATABASE_URL=${URL[$service]} "$@"; }
 
 # The demo's surveys are answered today, so the month that holds the answers is the current one:
 # it is simulated up to now and published as a preliminary revision (as of now). On the 1st,
@@ -104,7 +106,7 @@ EOF
 
 step "survey page on $NYC311_SURVEY_BASE_URL; answering ${SHARE} of the emailed surveys"
 bash services/services.sh check-port DEMO_WEB_PORT "$WEB_PORT" survey page  # still free?
-as survey_web $BIN/nyc311 survey-web --port "$WEB_PORT" >"$OUT/survey-web.log" 2>&1 & pids+=($!)
+DATABASE_URL=${URL[survey_web]} $BIN/nyc311 survey-web --port "$WEB_PORT" >"$OUT/survey-web.log" 2>&1 & pids+=($!)
 wait_for_port "$WEB_PORT" "survey page" "$OUT/survey-web.log" "${pids[2]}"
 $BIN/python demo/answer_surveys.py --maildir "$OUT/mail" --share "$SHARE" --seed "$SEED"
 
