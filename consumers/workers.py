@@ -157,9 +157,9 @@ def supervise(target: Callable[..., None], processes: int,
                     totals.unfinished += 1
                     continue
                 if stopping and worker.exitcode == -signal.SIGTERM:
-                    # our SIGTERM came before the worker had its handler (it was starting):
-                    # it committed nothing, which the next run reads again; no failure
-                    totals.unfinished += 1
+                    # our SIGTERM came before the worker had its handler, which it installs
+                    # before it consumes anything: it was starting, had no work in hand and
+                    # left none undone
                     continue
                 if worker.exitcode != 0 and totals.failed == 0:
                     log.error("%s (pid %s) exited with code %s: stopping the others",
