@@ -25,6 +25,7 @@ pytest_plugins = ["tests.servers"]  # SMTP and SNS server fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "nyc311"
+SURVEY_SECRET = "x" * 32  # the survey links' signing key in the survey web tests
 
 
 def _with_database(url: str, name: str) -> str:
@@ -110,6 +111,12 @@ def topics(settings: Settings) -> list[str]:
 
     ensure_topics(settings, all_topics(settings), partitions=3)
     return all_topics(settings)
+
+
+@pytest.fixture
+def survey_settings(settings: Settings, topics: list[str]) -> Settings:
+    """A test's settings with a survey signing key, its topics created: for the survey web app."""
+    return replace(settings, survey_secret=SURVEY_SECRET)
 
 
 @pytest.fixture

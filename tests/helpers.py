@@ -1,4 +1,5 @@
-"""Shared test code: produce events, run the projector, read the tables, and an oracle.
+"""Shared test code: produce events, run the projector, read the tables, and an oracle; run
+the ``nyc311`` command as a process; capture the project's logs.
 
 The oracle (:func:`expected_tables`) states the projection's rules in plain Python, apart from
 the SQL that implements them, so a test compares two independent readings of the same events.
@@ -6,18 +7,33 @@ the SQL that implements them, so a test compares two independent readings of the
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from consumers.loop import ConsumeLoop, LoopStats
-from consumers.projector import GROUP_ID, Projector
+from consumers.projector import GROUP_ID
+from consumers.projector import Projector as ProjectionHandler
 from nyc311.kafka import EventProducer
+from nyc311.logs import setup_logging
 from nyc311.settings import Settings
 from storage.models import Base, column_names
+
+REPO = Path(__file__).resolve().parents[1]
 
 Event = tuple[str, dict[str, Any]]
 
@@ -44,7 +60,7 @@ def produce(settings: Settings, events: Iterable[Event]) -> int:
 
 def project(settings: Settings, max_seconds: float = 120) -> LoopStats:
     """Run the projector in this process until it has no lag left."""
-    loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
+    loop = ConsumeLoop(settings, GROUP_ID, ProjectionHandler(settings))
     stats = loop.run(until_caught_up=True, max_seconds=max_seconds)
     return stats
 
@@ -190,3 +206,140 @@ def conflicting_versions(events: list[Event], seed: int = 3) -> list[Event]:
                                    occurred_at=r["occurred_at"] + timedelta(hours=1),
                                    satisfaction="NEUTRAL", feedback="changed my mind")))
     return out
+
+
+# -- the nyc311 command as a process --------------------------------------------------------------
+
+CLI = (sys.executable, "-m", "cli")
+
+
+def outside_env() -> dict[str, str]:
+    """This process's environment without the project's own settings (``KAFKA_*``, ``NYC311_*``,
+    ``DATABASE_URL``), so a child process sees only what a test gives it."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("KAFKA_", "NYC311_")) and k != "DATABASE_URL"}
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of an ``nyc311`` process pointed at ``settings``."""
+    env = outside_env()
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "NYC311_DB_SCHEMA": settings.db_schema,
+        "NYC311_TOPIC_PREFIX": settings.topic_prefix,
+        "NYC311_BATCH_TIMEOUT": "0.2",
+        # a killed member leaves the group in seconds, not 45
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "NYC311_LOG_FORMAT": "text",
+        **extra,
+    })
+    return env
+
+
+def run_cli(settings: Settings, *args: str, timeout: float = 120,
+            env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``nyc311 ARGS`` to its end, its output captured."""
+    return subprocess.run([*CLI, *args], env=cli_env(settings, **(env or {})), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, input=stdin)
+
+
+def start_cli(settings: Settings, *args: str, log: Path | None = None,
+              env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
+    """``nyc311 ARGS`` in the background: its output (stdout and stderr) in ``log`` when given,
+    else where ``popen`` (``stdout=``, ``stderr=``) says."""
+    command, child_env = [*CLI, *args], cli_env(settings, **(env or {}))
+    if log is None:
+        return subprocess.Popen(command, env=child_env, cwd=REPO, text=True, **popen)
+    with log.open("w") as out:
+        return subprocess.Popen(command, env=child_env, cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@dataclass
+class Projector:
+    """``nyc311 run projector`` as a real process, its output in a file."""
+
+    proc: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        """The exit code once it has ended by itself; killed, and TimeoutExpired, if it has not
+        within ``timeout`` s."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, and the exit code once it has finished its batch and closed."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def start_projector(settings: Settings, log: Path, batch_size: int = 100,
+                    *args: str) -> Projector:
+    proc = start_cli(settings, "run", "projector", *args, log=log,
+                     env={"NYC311_BATCH_SIZE": str(batch_size)})
+    return Projector(proc, log)
+
+
+def stored_offsets(settings: Settings, group: str = GROUP_ID) -> int:
+    """Sum of the next offsets PostgreSQL holds for ``group``: records the group has done."""
+    with psycopg.connect(settings.libpq_url, connect_timeout=5,
+                         options=f"-c search_path={settings.db_schema}") as conn:
+        row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
+                           "WHERE group_id = %s", (settings.group(group),)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str,
+               while_alive: list[Projector] | None = None, interval: float = 0.2) -> float:
+    """Poll ``condition`` until true; fail after ``timeout`` s (or when a projector dies)."""
+    started = time.monotonic()
+    while True:
+        for projector in while_alive or []:
+            assert projector.alive(), f"the projector died:\n{projector.output()[-4000:]}"
+        try:
+            if condition():
+                return time.monotonic() - started
+        except psycopg.OperationalError:
+            pass  # the database is coming back
+        if time.monotonic() - started > timeout:
+            outputs = "\n".join(p.output()[-3000:] for p in while_alive or [])
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{outputs}")
+        time.sleep(interval)
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def captured_logging(level: str, fmt: str) -> Iterator[io.StringIO]:
+    """The project's own logging set-up (``fmt``: text or json) into a buffer; the root logger
+    as it was afterwards."""
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    setup_logging(level, fmt, stream=buffer)
+    try:
+        yield buffer
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)

@@ -15,13 +15,11 @@ It prints ``ready`` once it accepts connections and stops on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import threading
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
+from smtp_server import serve  # beside this file: how both servers run and stop
 
 
 class EchoingMailbox(Mailbox):
@@ -55,14 +53,7 @@ def main() -> None:
 
     controller = Controller(EchoingMailbox(args.maildir), hostname=args.host, port=args.port,
                             enable_SMTPUTF8=True)
-    controller.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print("ready", flush=True)
-    stop.wait()
-    controller.stop()
-    sys.exit(0)
+    serve(controller)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,18 @@ class Authenticator:
         return AuthResult(success=ok, handled=False)
 
 
+def serve(controller: Controller) -> None:
+    """Start ``controller``, say ``ready``, and serve until SIGTERM or SIGINT."""
+    controller.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("ready", flush=True)
+    stop.wait()
+    controller.stop()
+    sys.exit(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -61,14 +73,7 @@ def main() -> None:
         tls_context=tls, require_starttls=True, auth_required=True, auth_require_tls=True,
         authenticator=Authenticator(args.user, args.password),
     )
-    controller.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print("ready", flush=True)
-    stop.wait()
-    controller.stop()
-    sys.exit(0)
+    serve(controller)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from consumers.channels import OutgoingSurvey, PermanentSendError, SendError, TransientSendError
 from consumers.channels.email import SmtpChannel
 from consumers.channels.sms import SnsSmsChannel, classify_client_error
-from nyc311.logs import setup_logging
+from tests.helpers import captured_logging
 from tests.servers import Moto, SmtpServer, free_port, smtp_greets, start, stop_process, wait_until
 
 ECHO_SERVER = Path(__file__).with_name("echo_smtp_server.py")
@@ -121,13 +121,8 @@ def echo_smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
 @pytest.fixture
 def captured_logs(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
     """The project's own logging set-up (format: the test's parameter) into a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    buffer = io.StringIO()
-    setup_logging("DEBUG", request.param, stream=buffer)
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with captured_logging("DEBUG", request.param) as buffer:
+        yield buffer
 
 
 def log_text(buffer: io.StringIO) -> str:

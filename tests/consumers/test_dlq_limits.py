@@ -43,7 +43,7 @@ from nyc311.topics import (
 )
 from operations.dlq.letters import list_dead_letters
 from tests.consumers.test_projector import month_events
-from tests.helpers import expected_tables, fetch_tables, produce, project
+from tests.helpers import cli_env, expected_tables, fetch_tables, produce, project
 from tests.nyc311.test_metrics import Running, value, wait_for
 
 pytestmark = pytest.mark.integration
@@ -164,8 +164,7 @@ def test_a_record_its_dlq_cannot_take_is_dead_lettered_truncated_and_never_repla
     assert letter.headers == (("upstream-trace", b"abc"),)  # the record's own, kept
     assert letter.error_class == "DecodeError"
 
-    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "NYC311_TOPIC_PREFIX": settings.topic_prefix}
+    env = cli_env(settings)
     listed = CliRunner().invoke(main, ["dlq", "list", "--json"], env=env,
                                 catch_exceptions=False)
     assert listed.exit_code == 0, listed.output

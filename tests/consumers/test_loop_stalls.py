@@ -27,23 +27,14 @@ from storage.offsets import load_group
 from tests.consumers.test_dlq_limits import produce_big, set_max_message_bytes
 from tests.consumers.test_projector import month_events
 from tests.helpers import expected_tables, fetch_tables, produce, project
-from tests.nyc311.test_metrics import Running, value, wait_for
+from tests.nyc311.test_metrics import RawHandler, Running, value, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-class LockingHandler:
+class LockingHandler(RawHandler):
     """Writes each record's value into a table of its own, so a session holding that table's
     lock makes the batch wait inside PostgreSQL, with no error at all."""
-
-    def __init__(self, topic: str) -> None:
-        self.topics = [topic]
-
-    def setup(self, conn: psycopg.Connection) -> None:
-        pass
-
-    def decode(self, msg: Any) -> bytes:
-        return bytes(msg.value() or b"")
 
     def write(self, conn: psycopg.Connection, items: list[Any]) -> None:
         with conn.cursor() as cur:

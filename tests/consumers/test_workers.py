@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +17,16 @@ from pathlib import Path
 import pytest
 
 from consumers.workers import worker_pids
-from tests.consumers.test_crash import start_projector, stored_offsets
 from tests.consumers.test_projector import month_events
-from tests.helpers import expected_tables, fetch_tables, produce
+from tests.helpers import (
+    Projector,
+    expected_tables,
+    fetch_tables,
+    produce,
+    start_projector,
+    stored_offsets,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,88 +39,83 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_for(condition, seconds: float, proc, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
-def assert_exact(db, events) -> None:
-    assert stored_offsets(db) == len(events)
+def assert_exact(settings, db, events) -> None:
+    assert stored_offsets(settings) == len(events)
     actual, expected = fetch_tables(db), expected_tables(events)
     for table in expected:
         assert actual[table] == expected[table], table
 
 
 @contextmanager
-def two_workers_under_way(settings, db, events) -> Iterator[tuple[subprocess.Popen, list[int]]]:
+def two_workers_under_way(settings, events, log: Path) -> Iterator[tuple[Projector, list[int]]]:
     """The parent and its two workers, once they have committed something; whatever the test
     did, nothing of them is left running after it."""
     produce(settings, events)
-    proc = start_projector(settings, 50, "--processes", "2")
+    parent = start_projector(settings, log, 50, "--processes", "2")
     workers: list[int] = []
     try:
-        wait_for(lambda: len(worker_pids(proc.pid)) == 2, 60, proc, "two workers started")
-        workers = worker_pids(proc.pid)
-        wait_for(lambda: stored_offsets(db) > 0, 90, proc, "the workers made no progress")
-        yield proc, workers
+        wait_until(lambda: len(worker_pids(parent.proc.pid)) == 2, 60, "two workers started",
+                   [parent], interval=0.05)
+        workers = worker_pids(parent.proc.pid)
+        wait_until(lambda: stored_offsets(settings) > 0, 90, "the workers to make progress",
+                   [parent], interval=0.05)
+        yield parent, workers
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        parent.kill()
         for pid in workers:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
-def catch_up_and_check(settings, db, events, *args: str) -> None:
-    proc = start_projector(settings, 500, *args, "--until-caught-up", "--max-seconds", "120")
-    out, _ = proc.communicate(timeout=150)
-    assert proc.returncode == 0, out
-    assert_exact(db, events)
+def catch_up_and_check(settings, db, events, log: Path, *args: str) -> None:
+    projector = start_projector(settings, log, 500, *args, "--until-caught-up",
+                                "--max-seconds", "120")
+    assert projector.wait(150) == 0, projector.output()
+    assert_exact(settings, db, events)
 
 
-def test_two_processes_project_exactly_the_expected_rows(settings, topics, db):
+def test_two_processes_project_exactly_the_expected_rows(settings, topics, db, tmp_path):
     events = month_events(1500, seed=31)
     produce(settings, events)
-    proc = start_projector(settings, 200, "--processes", "2", "--until-caught-up",
-                           "--max-seconds", "120")
-    out, _ = proc.communicate(timeout=150)
-    assert proc.returncode == 0, out
+    projector = start_projector(settings, tmp_path / "projector.log", 200, "--processes", "2",
+                                "--until-caught-up", "--max-seconds", "120")
+    code = projector.wait(150)
+    out = projector.output()
+    assert code == 0, out
     assert f"projector: {len(events):,} records" in out
     assert "(2 processes)" in out
-    assert_exact(db, events)
+    assert_exact(settings, db, events)
 
 
-def test_sigterm_to_the_parent_stops_every_worker_and_a_restart_finishes(settings, topics, db):
+def test_sigterm_to_the_parent_stops_every_worker_and_a_restart_finishes(settings, topics, db,
+                                                                         tmp_path):
     events = month_events(3000, seed=32)
-    with two_workers_under_way(settings, db, events) as (proc, workers):
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
+    with two_workers_under_way(settings, events, tmp_path / "first.log") as (parent, workers):
+        code = parent.stop(60)
+        out = parent.output()
+        assert code == 0, out
         assert "(2 processes)" in out
         assert not [pid for pid in workers if alive(pid)]
-    catch_up_and_check(settings, db, events, "--processes", "2")
+    catch_up_and_check(settings, db, events, tmp_path / "second.log", "--processes", "2")
 
 
-def test_a_worker_killed_stops_the_others_and_fails_the_run(settings, topics, db):
+def test_a_worker_killed_stops_the_others_and_fails_the_run(settings, topics, db, tmp_path):
     events = month_events(3000, seed=33)
-    with two_workers_under_way(settings, db, events) as (proc, workers):
+    with two_workers_under_way(settings, events, tmp_path / "first.log") as (parent, workers):
         victim, other = workers
         os.kill(victim, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 1, out
+        code = parent.wait(60)
+        out = parent.output()
+        assert code == 1, out
         assert "1 of 2 workers failed" in out
         assert not alive(other)
-    catch_up_and_check(settings, db, events)
+    catch_up_and_check(settings, db, events, tmp_path / "second.log")
 
 
-def test_workers_stop_when_their_parent_is_killed(settings, topics, db):
+def test_workers_stop_when_their_parent_is_killed(settings, topics, db, tmp_path):
     events = month_events(2000, seed=34)
-    with two_workers_under_way(settings, db, events) as (proc, workers):
-        proc.kill()
-        proc.wait(10)
+    with two_workers_under_way(settings, events, tmp_path / "first.log") as (parent, workers):
+        parent.kill()
         deadline = time.monotonic() + 60
         while [pid for pid in workers if alive(pid)]:
             assert time.monotonic() < deadline, "orphaned workers kept running"

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +23,8 @@ import pytest
 
 from nyc311.settings import Settings, load_settings, read_env_file
 from tests.conftest import clone_database, drop_database
-from tests.servers import free_port
+from tests.helpers import outside_env
+from tests.servers import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "services" / "services.sh"
@@ -63,11 +62,8 @@ class PrivateServices:
 
 
 def _services_env(state_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KAFKA_", "NYC311_")) and k != "DATABASE_URL"}
-    kafka, controller, pg = free_port(), free_port(), free_port()
-    while len({kafka, controller, pg}) < 3:
-        controller, pg = free_port(), free_port()
+    env = outside_env()
+    kafka, controller, pg = free_ports(3)
     env.update({
         "NYC311_SERVICES_DIR": str(state_dir),
         "NYC311_ENV_OUT": str(state_dir / "env"),
@@ -130,100 +126,3 @@ def private_settings(private_base: tuple[Settings, str]) -> Iterator[Settings]:
         drop_database(base, settings)
     except Exception as exc:  # the services may be down after a failed test; they go anyway
         print(f"teardown: {exc}", file=sys.stderr)
-
-
-# -- helpers for the tests ------------------------------------------------------------------------
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of an ``nyc311`` process pointed at ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "NYC311_"))}
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "NYC311_DB_SCHEMA": settings.db_schema,
-        "NYC311_TOPIC_PREFIX": settings.topic_prefix,
-        "NYC311_BATCH_TIMEOUT": "0.2",
-        # a killed member leaves the group in seconds, not 45
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-        "NYC311_LOG_FORMAT": "text",
-        **extra,
-    })
-    return env
-
-
-@dataclass
-class Projector:
-    """``nyc311 run projector`` as a real process, its output in a file."""
-
-    proc: subprocess.Popen[str]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, and the exit code once it has finished its batch and closed."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
-def start_projector(settings: Settings, log: Path, batch_size: int = 100,
-                    *args: str) -> Projector:
-    handle = log.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "projector", *args],
-        env=cli_env(settings, NYC311_BATCH_SIZE=str(batch_size)), cwd=REPO,
-        stdout=handle, stderr=subprocess.STDOUT, text=True)
-    handle.close()
-    return Projector(proc, log)
-
-
-def run_cli(settings: Settings, *args: str, timeout: float = 120,
-            env: dict[str, str] | None = None,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args],
-                          env=cli_env(settings, **(env or {})), cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, input=stdin)
-
-
-def stored_offsets(settings: Settings, group: str = "nyc311-projector") -> int:
-    """Sum of the next offsets PostgreSQL holds for ``group``: records the group has done."""
-    with psycopg.connect(settings.libpq_url, connect_timeout=5,
-                         options=f"-c search_path={settings.db_schema}") as conn:
-        row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
-                           "WHERE group_id = %s", (settings.group(group),)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str,
-               while_alive: list[Projector] | None = None, interval: float = 0.2) -> float:
-    """Poll ``condition`` until true; fail after ``timeout`` s (or when a projector dies)."""
-    started = time.monotonic()
-    while True:
-        for projector in while_alive or []:
-            assert projector.alive(), f"the projector died:\n{projector.output()[-4000:]}"
-        try:
-            if condition():
-                return time.monotonic() - started
-        except psycopg.OperationalError:
-            pass  # the database is coming back
-        if time.monotonic() - started > timeout:
-            outputs = "\n".join(p.output()[-3000:] for p in while_alive or [])
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{outputs}")
-        time.sleep(interval)

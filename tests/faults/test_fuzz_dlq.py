@@ -29,8 +29,7 @@ from schemas.serde import EVENT_TYPES, SINGLE_OBJECT_MAGIC, DecodeError, current
 from schemas.serde import current_schema as schema_of
 from storage.db import connect
 from tests.consumers.test_projector import month_events
-from tests.faults.conftest import run_cli
-from tests.helpers import expected_tables, fetch_tables, project
+from tests.helpers import expected_tables, fetch_tables, project, run_cli
 
 pytestmark = pytest.mark.integration
 

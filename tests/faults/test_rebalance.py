@@ -16,8 +16,14 @@ import pytest
 from nyc311.kafka import EventProducer
 from storage.db import connect
 from tests.consumers.test_projector import month_events
-from tests.faults.conftest import start_projector, stored_offsets, wait_until
-from tests.helpers import expected_tables, fetch_tables, produce
+from tests.helpers import (
+    expected_tables,
+    fetch_tables,
+    produce,
+    start_projector,
+    stored_offsets,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

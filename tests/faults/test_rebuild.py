@@ -9,7 +9,6 @@ exactly where the rebuild stopped.
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -18,14 +17,16 @@ import pytest
 
 from storage.db import connect
 from tests.consumers.test_projector import month_events
-from tests.faults.conftest import (
-    REPO,
-    cli_env,
+from tests.helpers import (
+    expected_tables,
+    fetch_tables,
+    produce,
+    project,
+    start_cli,
     start_projector,
     stored_offsets,
     wait_until,
 )
-from tests.helpers import expected_tables, fetch_tables, produce, project
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +72,7 @@ def seed_operational_state(conn: psycopg.Connection, settings) -> None:
 
 
 def start_rebuild(settings, log, *args: str) -> subprocess.Popen:
-    handle = log.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "rebuild", "--yes",
-                             "--no-progress", *args], env=cli_env(settings), cwd=REPO,
-                            stdout=handle, stderr=subprocess.STDOUT, text=True)
-    handle.close()
-    return proc
+    return start_cli(settings, "rebuild", "--yes", "--no-progress", *args, log=log)
 
 
 def test_rebuild_switches_over_and_the_projector_continues(private_settings, tmp_path):

@@ -16,10 +16,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +26,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumers.loop import EX_TEMPFAIL
 from storage.db import connect
 from tests.consumers.test_projector import month_events
-from tests.faults.conftest import REPO, cli_env, run_cli, stored_offsets, wait_until
-from tests.helpers import expected_tables, fetch_tables, produce, project
-from tests.servers import free_port
+from tests.helpers import (
+    Projector,
+    expected_tables,
+    fetch_tables,
+    produce,
+    project,
+    run_cli,
+    start_cli,
+    stored_offsets,
+    wait_until,
+)
+from tests.servers import free_port, http_get
 
 pytestmark = pytest.mark.integration
 
@@ -39,22 +45,13 @@ STALL_SECONDS = "2"
 
 
 @dataclass
-class Service:
+class Service(Projector):
     """``nyc311 run projector`` with its metrics port, output in a file."""
 
-    proc: subprocess.Popen[str]
-    log: Path
     port: int
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        return http_get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
 
     def stalled(self) -> tuple[int, str] | None:
         """/healthz while it says stalled, else None (not listening yet counts as not yet)."""
@@ -75,25 +72,15 @@ class Service:
 
     def ended(self, timeout: float) -> int:
         try:
-            return self.proc.wait(timeout)
+            return self.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
             pytest.fail(f"still running {timeout:.0f} s later:\n{self.output()[-4000:]}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def start(settings, log: Path, *args: str, **env: str) -> Service:
     port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "run", "projector", "--metrics-port", str(port),
-             *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
-            env=cli_env(settings, NYC311_STALL_SECONDS=STALL_SECONDS, **env))
+    proc = start_cli(settings, "run", "projector", "--metrics-port", str(port), *args, log=log,
+                     env={"NYC311_STALL_SECONDS": STALL_SECONDS, **env})
     return Service(proc, log, port)
 
 

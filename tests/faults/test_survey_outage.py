@@ -20,12 +20,12 @@ from producers.survey_web import create_app
 from producers.survey_web.outbox import answered_event_id
 from storage.db import connect
 from survey.links import make_token
+from tests.conftest import SURVEY_SECRET as SECRET
 from tests.outbox_helpers import read_answers, relayed, unsent
 from tests.servers import serve_app
 
 pytestmark = pytest.mark.integration
 
-SECRET = "x" * 32
 ANSWERS = 45
 TWICE = 10  # surveys whose form is sent a second time at once (a double click)
 WAIT = 120  # seconds each person may wait for the page: generous, never a speed claim

@@ -5,15 +5,10 @@ configuration checked against the metrics the code really defines."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -38,8 +33,8 @@ from nyc311.metrics import Metrics, MetricsServer, families, serve_metrics
 from producers.survey_web import create_app
 from survey.links import make_token
 from tests.consumers.test_dispatcher import closed, created
-from tests.helpers import produce, project
-from tests.servers import free_port, received
+from tests.helpers import produce, project, start_cli
+from tests.servers import free_port, http_get, received
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "nyc311.json"
@@ -68,14 +63,6 @@ PROMETHEUS_SERIES = {"up"}
 
 
 # -- reading /metrics and /healthz --------------------------------------------------------------
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def value(text: str, name: str, **labels: str) -> float | None:
@@ -135,10 +122,10 @@ class Running:
         return self
 
     def health(self) -> tuple[int, str]:
-        return get(f"{self.url}/healthz")
+        return http_get(f"{self.url}/healthz")
 
     def metrics(self) -> str:
-        status, text = get(f"{self.url}/metrics")
+        status, text = http_get(f"{self.url}/metrics")
         assert status == 200
         return text
 
@@ -255,9 +242,9 @@ def test_a_consumer_is_not_ready_while_its_database_refuses_connections(settings
              "the batch to be written once the database is back")
 
 
-class RefusingHandler:
-    """Writes nothing but asks PostgreSQL to divide by zero for records whose value is
-    ``refuse``: a record the database refuses, whatever the batch around it."""
+class RawHandler:
+    """A handler of one topic's records as raw bytes, with nothing to set up: what its ``write``
+    does to the database is up to a subclass."""
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]
@@ -267,6 +254,11 @@ class RefusingHandler:
 
     def decode(self, msg: Any) -> bytes:
         return bytes(msg.value() or b"")
+
+
+class RefusingHandler(RawHandler):
+    """Writes nothing but asks PostgreSQL to divide by zero for records whose value is
+    ``refuse``: a record the database refuses, whatever the batch around it."""
 
     def write(self, conn: psycopg.Connection, items: list[Any]) -> None:
         for item in items:
@@ -297,25 +289,20 @@ def test_records_the_database_refuses_are_failed_not_processed(settings, topics,
 def test_the_command_serves_metrics_and_health_on_its_port(settings, topics, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "NYC311_"))}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-               DATABASE_URL=settings.database_url, NYC311_TOPIC_PREFIX=settings.topic_prefix,
-               NYC311_METRICS_PORT=str(port))
     produce(settings, [created("7201"), closed("7201")])
     log = tmp_path / "projector.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "projector"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_cli(settings, "run", "projector", log=log,
+                     env={"NYC311_METRICS_PORT": str(port)})
 
     def healthy() -> bool:
         assert proc.poll() is None, log.read_text()
         try:
-            return get(f"{url}/healthz")[0] == 200
+            return http_get(f"{url}/healthz")[0] == 200
         except OSError:  # not listening yet
             return False
 
     def counted() -> str | None:
-        text = get(f"{url}/metrics")[1]
+        text = http_get(f"{url}/metrics")[1]
         done = value(text, "nyc311_records_processed_total", service="projector",
                      topic=settings.topic("nyc311.request-closed")) == 1
         return text if done else None
@@ -433,14 +420,14 @@ def test_health_server_reports_the_reason_and_survives_a_failing_check():
     server = serve_metrics(0, health, metrics, host="127.0.0.1")
     url = f"http://127.0.0.1:{server.port}"
     try:
-        assert get(f"{url}/healthz") == (503, "no partitions assigned\n")
+        assert http_get(f"{url}/healthz") == (503, "no partitions assigned\n")
         state["answer"] = (True, "")
-        assert get(f"{url}/healthz") == (200, "ready\n")
-        assert value(get(f"{url}/metrics")[1], "nyc311_ready", service="probe") == 1
+        assert http_get(f"{url}/healthz") == (200, "ready\n")
+        assert value(http_get(f"{url}/metrics")[1], "nyc311_ready", service="probe") == 1
         state["answer"] = RuntimeError("boom")
-        assert get(f"{url}/healthz") == (503, "health check failed: RuntimeError\n")
-        assert value(get(f"{url}/metrics")[1], "nyc311_ready", service="probe") == 0
-        assert get(f"{url}/nowhere")[0] == 404
+        assert http_get(f"{url}/healthz") == (503, "health check failed: RuntimeError\n")
+        assert value(http_get(f"{url}/metrics")[1], "nyc311_ready", service="probe") == 0
+        assert http_get(f"{url}/nowhere")[0] == 404
     finally:
         server.close()
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nyc311.logs import setup_logging
 from nyc311.redact import redact_contact, redact_text, sensitive
+from tests.helpers import captured_logging
 
 KEPT = [  # what log lines are full of and must come out unchanged
     "2026-10-05T14:00:00.123+00:00",
@@ -64,13 +64,8 @@ def test_a_short_piece_is_replaced_only_as_a_word_of_its_own() -> None:
 
 @pytest.fixture(params=["text", "json"])
 def log_lines(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    buffer = io.StringIO()
-    setup_logging("INFO", request.param, stream=buffer)
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with captured_logging("INFO", request.param) as buffer:
+        yield buffer
 
 
 def test_every_part_of_a_log_record_is_redacted(log_lines: io.StringIO) -> None:

@@ -11,18 +11,12 @@ batch while its database refuses it).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -35,17 +29,10 @@ from consumers.projector import GROUP_ID as PROJECTOR
 from operations.lag.monitor import PROBE_GROUP
 from producers.simulate import simulate_month
 from storage.offsets import load_group
-from tests.helpers import produce, project
+from tests.helpers import REPO, cli_env, produce, project, start_cli
+from tests.servers import free_port, http_get
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cli_env(settings) -> dict[str, str]:
-    return {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "DATABASE_URL": settings.database_url,
-            "NYC311_TOPIC_PREFIX": settings.topic_prefix}
 
 
 def lag_json(settings, *args: str, exit_code: int = 0) -> dict:
@@ -224,22 +211,8 @@ def test_a_missing_group_is_an_error_and_listing_shows_only_this_prefix(settings
     assert PROBE_GROUP not in {g["group"] for g in lag_json(settings, "--window", "1")["groups"]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:
-    _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    _, text = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -254,11 +227,9 @@ def test_the_exporter_serves_kafka_lag_exporter_metrics_and_stops_on_sigterm(set
                         asynchronous=False)
         (owner,) = {(m["host"], m["consumer_id"], m["client_id"]) for m in only_group(
             lag_json(settings, "--group", group, "--window", "1"))["partitions"]}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "run", "lag-exporter", "--host", "127.0.0.1",
-             "--port", str(port), "--interval", "0.3", "--window", "3", "--cluster-name", "t"],
-            cwd=REPO, env={**os.environ, **cli_env(settings), "NYC311_LOG_FORMAT": "text"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_cli(settings, "run", "lag-exporter", "--host", "127.0.0.1", "--port",
+                         str(port), "--interval", "0.3", "--window", "3", "--cluster-name", "t",
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             metrics: dict = {}
             status_key = ("nyc311_consumergroup_status",
@@ -270,7 +241,7 @@ def test_the_exporter_serves_kafka_lag_exporter_metrics_and_stops_on_sigterm(set
                     metrics = scrape(port)
                 except OSError:
                     assert proc.poll() is None, proc.communicate()[0]
-            assert http_get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+            assert http_get(f"http://127.0.0.1:{port}/healthz", timeout=5) == (200, "ok\n")
         finally:
             proc.send_signal(signal.SIGTERM)
             output = proc.communicate(timeout=30)[0]
@@ -310,11 +281,8 @@ def test_watch_redraws_every_interval_until_interrupted(settings, topics):
     group = settings.group("watched")
     with member(settings, group, topic) as consumer:
         consumer.commit(offsets=[KafkaTP(topic, 0, 2)], asynchronous=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "lag", "--watch", "--json", "--interval", "0.2",
-         "--window", "2", "--group", group],
-        cwd=REPO, env={**os.environ, **cli_env(settings)}, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True)
+    proc = start_cli(settings, "lag", "--watch", "--json", "--interval", "0.2", "--window", "2",
+                     "--group", group, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         lines = [json.loads(proc.stdout.readline()) for _ in range(3)]

@@ -9,17 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from tests.helpers import project
+from tests.helpers import cli_env, project
 
 pytestmark = pytest.mark.integration
-
-
-def cli_env(settings) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "NYC311_TOPIC_PREFIX": settings.topic_prefix,
-    }
 
 
 def test_import_the_real_export_end_to_end(settings, topics, db, shared_csv):

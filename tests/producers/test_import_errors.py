@@ -9,14 +9,11 @@ The real command runs as a subprocess, with the settings of the test's Kafka and
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import project
+from tests.helpers import project, run_cli
 
-REPO = Path(__file__).resolve().parents[2]
 HEADER = "Unique Key,Created Date,Closed Date,Agency,Agency Name,Complaint Type,Status\n"
 
 
@@ -26,13 +23,7 @@ def row(i: int, complaint: str = "Noise - Residential") -> str:
 
 
 def import_cli(settings, path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "NYC311_"))}
-    env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                "DATABASE_URL": settings.database_url,
-                "NYC311_TOPIC_PREFIX": settings.topic_prefix, "NYC311_LOG_FORMAT": "text"})
-    return subprocess.run([sys.executable, "-m", "cli", "import-nyc-csv", str(path),
-                           "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    return run_cli(settings, "import-nyc-csv", str(path), "--no-progress")
 
 
 def refused(done: subprocess.CompletedProcess[str], only_line: bool = True) -> str:

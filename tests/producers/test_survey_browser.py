@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 
@@ -21,17 +20,12 @@ from producers.survey_web import create_app
 from survey.i18n import translations
 from survey.links import make_token
 from survey.short_links import create_link
+from tests.conftest import SURVEY_SECRET as SECRET
 from tests.helpers import project
 from tests.outbox_helpers import relayed
 from tests.servers import needs_chromium, serve_app
 
-SECRET = "x" * 32
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-def survey_settings(settings: Settings, topics: list[str]) -> Settings:
-    return replace(settings, survey_secret=SECRET)
 
 
 @pytest.fixture

@@ -27,16 +27,11 @@ from producers.survey_web.outbox import OutboxRelay, answered_event_id
 from survey.i18n import LANGUAGES, RTL, translations
 from survey.links import make_token
 from survey.short_links import create_link, new_link_id
+from tests.conftest import SURVEY_SECRET as SECRET
 from tests.outbox_helpers import read_answers, unsent
 from tests.servers import serve_app
 
-SECRET = "x" * 32
 QUESTION = "Overall, I am satisfied with the way my Service Request was handled"
-
-
-@pytest.fixture
-def survey_settings(settings: Settings, topics: list[str]) -> Settings:
-    return replace(settings, survey_secret=SECRET)
 
 
 @pytest.fixture

@@ -7,13 +7,9 @@ rebuild keeps publishing into the live projection's schema.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import boto3
 import psycopg
@@ -24,11 +20,11 @@ from reports.output import MARKER, PublicationTargetError, write_site
 from reports.publish import PublicationError, load_publication, publish_month
 from storage.db import connect
 from storage.migrate import upgrade
+from tests.helpers import run_cli
 from tests.reports.test_publish import closure, request, t
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 MONTH = "2026-10"
 
@@ -50,15 +46,6 @@ def fill(conn: psycopg.Connection, requests: int, closed: int) -> None:
 
 def received(pub) -> int:
     return sum(row["received"] for row in pub.tables["requests_received"])
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "NYC311_"))}
-    env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                "DATABASE_URL": settings.database_url, "NYC311_DB_SCHEMA": settings.db_schema,
-                "NYC311_TOPIC_PREFIX": settings.topic_prefix, "NYC311_LOG_FORMAT": "text"})
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_two_projections_publish_their_own_numbers(settings, db, tmp_path):
@@ -107,12 +94,12 @@ def test_the_command_line_derives_the_schema_and_refuses_a_shared_site(settings,
         fill(conn_b, requests=2, closed=2)
     fill(db, requests=4, closed=0)
     site = tmp_path / "site"
-    done = cli(b, "publish", "--month", MONTH, "--out", str(site))
+    done = run_cli(b, "publish", "--month", MONTH, "--out", str(site))
     assert done.returncode == 0, done.stderr
     assert db.execute("SELECT count(*) FROM nyc311_b_published.revisions").fetchone() == (1,)
     assert db.execute("SELECT count(*) FROM published.revisions").fetchone() == (0,)
 
-    refused = cli(settings, "publish", "--month", MONTH, "--out", str(site))
+    refused = run_cli(settings, "publish", "--month", MONTH, "--out", str(site))
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert lines[-1].startswith(f"Error: {site} holds the publication of projection "

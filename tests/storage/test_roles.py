@@ -145,7 +145,7 @@ def test_every_service_does_its_job_as_its_own_role(settings, topics, db, plain_
 def test_a_service_login_made_by_db_login_has_its_roles_grants_only(settings):
     import uuid
 
-    from tests.faults.conftest import run_cli
+    from tests.helpers import run_cli
 
     user = f"survey_web_{uuid.uuid4().hex[:8]}"
     password = "a-long-enough-password"

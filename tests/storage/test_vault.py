@@ -18,8 +18,7 @@ from producers.sealer import ContactSealer
 from schemas.serde import Serde
 from storage.vault import due_requests, held
 from tests.consumers.test_projector import read_all
-from tests.faults.conftest import run_cli
-from tests.helpers import fetch_contacts, produce, project
+from tests.helpers import fetch_contacts, produce, project, run_cli
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

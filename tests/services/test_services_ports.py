@@ -8,7 +8,6 @@ they do, `up` against them must succeed and change nothing.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -17,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.helpers import outside_env
+from tests.servers import free_port, free_ports
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "services" / "services.sh"
 
 
@@ -29,12 +29,8 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def private_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KAFKA_", "NYC311_")) and k != "DATABASE_URL"}
-    ports: set[int] = set()
-    while len(ports) < 3:
-        ports.add(free_port())
-    kafka, controller, pg = sorted(ports)
+    env = outside_env()
+    kafka, controller, pg = free_ports(3)
     env.update({"NYC311_SERVICES_DIR": str(tmp_path / "state"),
                 "NYC311_ENV_OUT": str(tmp_path / "env"),
                 "NYC311_KAFKA_PORT": str(kafka), "NYC311_KAFKA_CONTROLLER_PORT": str(controller),
@@ -115,8 +111,7 @@ def test_the_demo_stops_at_a_taken_port(tmp_path: Path, variable: str) -> None:
 
 def test_up_while_our_own_services_run_still_succeeds() -> None:
     """The checkout's own running servers hold the default ports: `up` is idempotent."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KAFKA_", "NYC311_")) and k != "DATABASE_URL"}
+    env = outside_env()
     if run(env, "status").returncode != 0:
         pytest.skip("this checkout's local services are not running (make services-up)")
     env_file = REPO / ".env.services"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 README = REPO / "README.md"
 README_MARKER = "<!-- compose-services -->"
