@@ -100,3 +100,15 @@ def test_readme_lists_the_compose_services(services: dict[str, dict[str, Any]]) 
         f"README.md ({README_MARKER}) lists {sorted(listed)}, "
         f"docker-compose.yml defines {sorted(services)}"
     )
+
+
+def test_mounted_host_paths_exist(services: dict[str, dict[str, Any]]) -> None:
+    """A bind mount of a path that is not in the repository starts the service with an empty
+    directory where its configuration should be (a moved folder is caught here)."""
+    missing = []
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source")
+            if source and source.startswith(".") and not (COMPOSE_FILE.parent / source).exists():
+                missing.append(f"{name}: {source}")
+    assert missing == []
