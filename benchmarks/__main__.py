@@ -34,12 +34,12 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from benchmarks.dataset import DEFAULT_MONTH, SEED
 from benchmarks.profile import clean_paths
 from benchmarks.report import json_default, render
 from benchmarks.runner import Bench, say
+from nyc311.stop import StopFlag
 
 PROG = "python -m benchmarks"
 DEFAULT_OUT = Path("benchmarks") / "RESULTS.md"
@@ -110,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     command = describe_command(sys.argv[1:] if argv is None else argv)
     bench = Bench(args)
 
-    def on_sigterm(_signum: int, _frame: Any) -> None:  # clean up as after Ctrl-C
+    def exit_as_on_ctrl_c() -> None:  # SIGTERM cleans up as Ctrl-C (KeyboardInterrupt) does
         raise SystemExit(128 + signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    stop = StopFlag("cleaning up", signals=(signal.SIGTERM,)).on_stop(exit_as_on_ctrl_c)
     try:
-        bench.run()
+        with stop:
+            bench.run()
     finally:
         say("cleaning up …")
         left = bench.cleanup()

@@ -28,8 +28,10 @@ class StopFlag:
     """
 
     def __init__(self, doing: str = "stopping", *, level: int = logging.INFO,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None,
+                 signals: tuple[signal.Signals, ...] = SIGNALS) -> None:
         self.doing = doing
+        self.signals = signals
         self.level = level
         self.log = logger or log
         self.event = threading.Event()
@@ -60,8 +62,9 @@ class StopFlag:
         self.set()
 
     def install(self) -> StopFlag:
-        """Handle SIGTERM and SIGINT from now on (in the main thread only)."""
-        for signum in SIGNALS:
+        """Handle SIGTERM and SIGINT (or the ``signals`` given) from now on (in the main thread
+        only)."""
+        for signum in self.signals:
             self._previous.setdefault(signum, signal.signal(signum, self._handle))
         return self
 

@@ -112,3 +112,13 @@ def test_mounted_host_paths_exist(services: dict[str, dict[str, Any]]) -> None:
             if source and source.startswith(".") and not (COMPOSE_FILE.parent / source).exists():
                 missing.append(f"{name}: {source}")
     assert missing == []
+
+
+def test_third_party_images_are_official_by_default_and_replaceable(
+        services: dict[str, dict[str, Any]]) -> None:
+    """`${NAME_IMAGE:-official/image:tag}`: the official image unless a variable names another."""
+    pattern = re.compile(r"\$\{[A-Z_]+_IMAGE:-[a-z0-9./-]+:[\w.-]+\}")
+    wrong = {name: service["image"] for name, service in services.items()
+             if "image" in service and "build" not in service
+             and not pattern.fullmatch(service["image"])}
+    assert wrong == {}
