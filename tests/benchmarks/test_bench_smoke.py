@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from tests.backends import Services
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(services: Services) -> dict[str, str]:
