@@ -14,7 +14,7 @@ NYC311_TEST_BACKEND ?= auto
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install services-up services-down services-status browser lint test test-unit demo bench clean
+.PHONY: help install services-up services-down services-status browser lint test test-unit demo bench images docker-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,13 @@ demo: services-up  ## the main job end to end on a simulated month (surveys sent
 
 bench: services-up  ## benchmark a NYC-scale month against the machine's limits; writes benchmarks/RESULTS.md (BENCH_ARGS=…)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+images: $(STAMP)  ## Docker images with no registry: a Debian base (debootstrap, cached) and the app (deploy/docker.sh)
+	bash deploy/docker.sh engine-up >/dev/null
+	bash deploy/docker.sh images
+
+docker-down:  ## stop the Docker engine that `make images` started (never one it did not start)
+	bash deploy/docker.sh engine-down
 
 clean:  ## remove the venv and caches (not the services' data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
