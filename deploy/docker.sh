@@ -13,7 +13,18 @@
 #                                  project and its dependencies as wheels built on this host
 #                                  (HTTPS from inside a container fails certificate checks on
 #                                  these machines), installed offline in the image
-#   deploy/docker.sh images        base-image, then app-image
+#   deploy/docker.sh kafka-image   nyc311-kafka:local from deploy/images/kafka.Dockerfile, a
+#                                  stand-in for apache/kafka:4.1.1: Debian's Java 17 and the jars
+#                                  services/services.sh resolves (staged in build/kafka/libs);
+#                                  the official image's KAFKA_* / CLUSTER_ID environment and tool
+#                                  names, so docker-compose.yml runs unchanged with
+#                                  KAFKA_IMAGE=nyc311-kafka:local
+#   deploy/docker.sh images        base-image, then app-image and kafka-image
+#   deploy/docker.sh check-kafka   nyc311-kafka:local with docker-compose.yml's kafka environment
+#                                  on a network of its own: the healthcheck answers, the app image
+#                                  creates the topics, `docker stop` ends the broker cleanly and a
+#                                  restart keeps them (builds a missing image first; removes its
+#                                  containers, network and volume however it ends)
 #
 # The engine runs with --bridge=none and no iptables rules: containers reach each other only on
 # networks a test creates, and the host's loopback with --network host.
@@ -33,6 +44,7 @@ CACHE=${NYC311_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nyc311}
 SUITE=bookworm
 BASE_IMAGE=local/debian:$SUITE
 APP_IMAGE=nyc311-pipeline:local
+KAFKA_IMAGE=nyc311-kafka:local
 OWN_HOST=unix://$STATE/docker.sock
 
 say() { printf 'docker: %s\n' "$*" >&2; }
@@ -143,12 +155,160 @@ app_image() {
     say "$APP_IMAGE built: ${usage%%$'\n'*}"
 }
 
+# The Kafka jars services/services.sh resolves with Maven (once, into the cache), for the version
+# services/kafka/pom.xml names.
+kafka_libs() {
+    local version
+    version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' \
+        "$REPO_ROOT/services/kafka/pom.xml" | head -n 1)
+    [[ -n $version ]] || die "no <kafka.version> in services/kafka/pom.xml"
+    printf '%s/kafka-%s/libs' "$CACHE" "$version"
+}
+
+kafka_image() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    local libs stage=$REPO_ROOT/build/kafka
+    libs=$(kafka_libs)
+    if [[ ! -f $(dirname "$libs")/libs.complete ]]; then
+        say "resolving the Kafka jars (services/services.sh, Maven, first run only)"
+        bash "$REPO_ROOT/services/services.sh" kafka-tool storage random-uuid >/dev/null
+    fi
+    compgen -G "$libs/kafka_2.13-*.jar" >/dev/null || die "no Kafka jars in $libs"
+    say "staging the Kafka jars in build/kafka/libs"
+    rm -rf "$stage" && mkdir -p "$stage"
+    cp -r "$libs" "$stage/libs"
+    say "building $KAFKA_IMAGE"
+    docker build --network host -q -f "$SCRIPT_DIR/images/kafka.Dockerfile" -t "$KAFKA_IMAGE" \
+        "$REPO_ROOT" >"$stage.build.log" 2>&1 \
+        || { tail -n 30 "$stage.build.log" >&2; die "docker build failed"; }
+    local uuid
+    uuid=$(docker run --rm --hostname localhost --entrypoint kafka-storage.sh "$KAFKA_IMAGE" \
+        random-uuid) || die "$KAFKA_IMAGE does not run the Kafka tools"
+    [[ $uuid =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka-storage.sh random-uuid printed '$uuid'"
+    say "$KAFKA_IMAGE built: $(docker run --rm --entrypoint java "$KAFKA_IMAGE" -version 2>&1 \
+        | head -n 1), kafka-storage.sh answers"
+}
+
+# docker-compose.yml's kafka environment as NAME=value lines (the service's `environment:` map).
+compose_kafka_env() {
+    awk '
+        /^  [a-z][a-z0-9-]*:/ { in_kafka = ($1 == "kafka:"); in_env = 0; next }
+        in_kafka && /^    [a-z_]+:/ { in_env = ($1 == "environment:"); next }
+        in_kafka && in_env && /^      [A-Z][A-Z0-9_]*: / {
+            name = $1; sub(/:$/, "", name)
+            value = $0; sub(/^ *[A-Z0-9_]+: */, "", value); gsub(/^"|"$/, "", value)
+            print name "=" value
+        }
+    ' "$REPO_ROOT/docker-compose.yml"
+}
+
+# Wait until the compose file's healthcheck command succeeds inside the container.
+kafka_wait_healthy() {
+    local name=$1 deadline=$((SECONDS + 120))
+    until docker exec "$name" /opt/kafka/bin/kafka-broker-api-versions.sh \
+        --bootstrap-server kafka:9092 >/dev/null 2>&1; do
+        if [[ $(docker inspect -f '{{.State.Running}}' "$name") != true ]]; then
+            docker logs --tail 30 "$name" >&2
+            die "the broker exited during startup"
+        fi
+        if ((SECONDS >= deadline)); then
+            docker logs --tail 30 "$name" >&2
+            die "the broker did not answer within 120 s"
+        fi
+        sleep 2
+    done
+}
+
+kafka_topics_list() {
+    docker exec "$1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka:9092 --list \
+        | grep -v '^__' | sort
+}
+
+# The containers, network and volume of a check-kafka run, removed however it ends.
+KAFKA_TEST=""
+check_kafka_cleanup() {
+    [[ -n $KAFKA_TEST ]] || return 0
+    docker rm -f -v "$KAFKA_TEST-kafka" "$KAFKA_TEST-app" >/dev/null 2>&1 || true
+    docker network rm "$KAFKA_TEST" >/dev/null 2>&1 || true
+    docker volume rm "$KAFKA_TEST-kafka-data" >/dev/null 2>&1 || true
+    say "removed $KAFKA_TEST (containers, network, volume)"
+}
+
+check_kafka() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
+    docker image inspect "$KAFKA_IMAGE" >/dev/null 2>&1 || kafka_image
+    docker image inspect "$APP_IMAGE" >/dev/null 2>&1 || app_image
+    local test env=() line
+    test=nyc311-test-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+    while IFS= read -r line; do env+=(-e "$line"); done < <(compose_kafka_env)
+    ((${#env[@]} >= 20)) || die "could not read the kafka environment from docker-compose.yml"
+    [[ " ${env[*]} " == *" CLUSTER_ID="* ]] || die "no CLUSTER_ID in docker-compose.yml's kafka"
+
+    KAFKA_TEST=$test
+    trap check_kafka_cleanup EXIT
+    trap 'exit 130' INT TERM
+    docker network create "$test" >/dev/null
+    docker volume create "$test-kafka-data" >/dev/null
+    local start=$SECONDS
+    say "starting $KAFKA_IMAGE as kafka on network $test" \
+        "($((${#env[@]} / 2)) variables from docker-compose.yml)"
+    docker run -d --name "$test-kafka" --hostname kafka --network "$test" --network-alias kafka \
+        -v "$test-kafka-data:/var/lib/kafka/data" "${env[@]}" "$KAFKA_IMAGE" >/dev/null
+    kafka_wait_healthy "$test-kafka"
+    say "healthcheck answers after $((SECONDS - start)) s"
+
+    local out created
+    # DATABASE_URL as in docker-compose.yml: the settings need one; creating topics never connects.
+    out=$(docker run --rm --name "$test-app" --network "$test" \
+        -e KAFKA_BOOTSTRAP_SERVERS=kafka:9092 \
+        -e DATABASE_URL=postgresql://nyc311:nyc311@postgres:5432/nyc311 \
+        "$APP_IMAGE" nyc311 topics create) \
+        || die "nyc311 topics create failed"
+    say "$APP_IMAGE: $out"
+    created=$(sed -n 's/^created [0-9]* topic(s): //p' <<<"$out" | tr -d ' ' | tr ',' '\n' | sort)
+    [[ -n $created ]] || die "nyc311 topics create created no topic"
+    local listed
+    listed=$(kafka_topics_list "$test-kafka")
+    [[ -z $(comm -23 <(printf '%s\n' "$created") <(printf '%s\n' "$listed")) ]] \
+        || die "kafka-topics.sh --list lacks some of the topics: $(tr '\n' ' ' <<<"$listed")"
+    say "kafka-topics.sh --list: $(wc -l <<<"$listed") topics, every one created"
+
+    local stop_start rc
+    stop_start=$SECONDS
+    docker stop -t 30 "$test-kafka" >/dev/null
+    rc=$(docker inspect -f '{{.State.ExitCode}}' "$test-kafka")
+    if [[ $rc != 0 && $rc != 143 ]]; then
+        docker logs --tail 30 "$test-kafka" >&2
+        die "the broker exited $rc on docker stop"
+    fi
+    ((SECONDS - stop_start < 30)) || die "docker stop took $((SECONDS - stop_start)) s"
+    grep -q 'BrokerServer id=[0-9]*\] shut down completed' <<<"$(docker logs "$test-kafka" 2>&1)" \
+        || die "the broker's log has no clean shutdown"
+    say "docker stop: exit $rc after $((SECONDS - stop_start)) s, the broker shut down cleanly"
+
+    start=$SECONDS
+    docker start "$test-kafka" >/dev/null
+    kafka_wait_healthy "$test-kafka"
+    grep -q 'is formatted already' <<<"$(docker logs "$test-kafka" 2>&1)" \
+        || die "the restart did not find the formatted storage on the volume"
+    [[ $(kafka_topics_list "$test-kafka") == "$listed" ]] \
+        || die "the topics differ after the restart"
+    say "restart: healthy after $((SECONDS - start)) s," \
+        "storage and $(wc -l <<<"$listed") topics kept"
+    say "check-kafka passed"
+}
+
 case ${1:-} in
     engine-up) engine_up ;;
     engine-down) engine_down ;;
     engine-env) printf 'export DOCKER_HOST=%s\n' "$(engine_host)" ;;
     base-image) base_image ;;
     app-image) app_image ;;
-    images) base_image; app_image ;;
-    *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    kafka-image) kafka_image ;;
+    images) base_image; app_image; kafka_image ;;
+    check-kafka) check_kafka ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 2 ;;
 esac
