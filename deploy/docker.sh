@@ -19,12 +19,22 @@
 #                                  the official image's KAFKA_* / CLUSTER_ID environment and tool
 #                                  names, so docker-compose.yml runs unchanged with
 #                                  KAFKA_IMAGE=nyc311-kafka:local
-#   deploy/docker.sh images        base-image, then app-image and kafka-image
 #   deploy/docker.sh check-kafka   nyc311-kafka:local with docker-compose.yml's kafka environment
 #                                  on a network of its own: the healthcheck answers, the app image
 #                                  creates the topics, `docker stop` ends the broker cleanly and a
 #                                  restart keeps them (builds a missing image first; removes its
 #                                  containers, network and volume however it ends)
+#   deploy/docker.sh postgres-image
+#                                  nyc311-postgres:local from deploy/images/postgres.Dockerfile:
+#                                  a stand-in for postgres:16 (Debian's PostgreSQL 15) under the
+#                                  official image's contract; for POSTGRES_IMAGE in compose
+#   deploy/docker.sh images        base-image, then app-image, kafka-image and postgres-image
+#   deploy/docker.sh check-postgres
+#                                  nyc311-postgres:local as compose runs it, on a network and a
+#                                  volume of its own: the healthcheck, `nyc311 db upgrade` and
+#                                  `db summary` from nyc311-pipeline:local, a wrong password
+#                                  refused, docker stop (prompt and clean), the schema still there
+#                                  after a restart; containers, network and volume removed after
 #
 # The engine runs with --bridge=none and no iptables rules: containers reach each other only on
 # networks a test creates, and the host's loopback with --network host.
@@ -45,6 +55,7 @@ SUITE=bookworm
 BASE_IMAGE=local/debian:$SUITE
 APP_IMAGE=nyc311-pipeline:local
 KAFKA_IMAGE=nyc311-kafka:local
+POSTGRES_IMAGE=nyc311-postgres:local
 OWN_HOST=unix://$STATE/docker.sock
 
 say() { printf 'docker: %s\n' "$*" >&2; }
@@ -301,6 +312,127 @@ check_kafka() {
     say "check-kafka passed"
 }
 
+postgres_image() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
+    local log=$REPO_ROOT/build/postgres-image.log started=$SECONDS
+    mkdir -p "$REPO_ROOT/build"
+    say "building $POSTGRES_IMAGE"
+    docker build --network host -q -f "$SCRIPT_DIR/images/postgres.Dockerfile" \
+        -t "$POSTGRES_IMAGE" "$SCRIPT_DIR/images" >"$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/postgres-image.log)"; }
+    local version
+    version=$(docker run --rm "$POSTGRES_IMAGE" postgres --version) \
+        || die "$POSTGRES_IMAGE does not run postgres"
+    docker run --rm "$POSTGRES_IMAGE" pg_isready --version >/dev/null \
+        || die "$POSTGRES_IMAGE has no pg_isready on PATH"
+    say "$POSTGRES_IMAGE built in $((SECONDS - started)) s: $version"
+}
+
+# The settings docker-compose.yml gives the postgres service and the app's services.
+PG_ENV=(-e POSTGRES_USER=nyc311 -e POSTGRES_PASSWORD=nyc311 -e POSTGRES_DB=nyc311)
+PG_HEALTHCHECK='pg_isready -h 127.0.0.1 -U nyc311 -d nyc311'
+APP_ENV=(-e DATABASE_URL=postgresql://nyc311:nyc311@postgres:5432/nyc311
+         -e KAFKA_BOOTSTRAP_SERVERS=unused:9092)
+
+# Waits until the compose file's healthcheck passes inside container $1 (60 s at most).
+wait_healthy() {
+    local started=$SECONDS
+    until docker exec "$1" sh -c "$PG_HEALTHCHECK" >/dev/null 2>&1; do
+        if [[ $(docker inspect -f '{{.State.Running}}' "$1") != true ]]; then
+            docker logs "$1" >&2 || true
+            die "$1 exited"
+        fi
+        (( SECONDS - started < 60 )) || { docker logs "$1" >&2 || true; die "$1 not healthy in 60 s"; }
+        sleep 1
+    done
+    say "$1 healthy after $((SECONDS - started)) s ($PG_HEALTHCHECK)"
+}
+
+# What the migrations made, on one line: the head (nyc311.alembic_version, the default
+# NYC311_DB_SCHEMA) and every table outside PostgreSQL's own schemas.
+schema_of() {
+    docker exec "$1" psql -X -At -U nyc311 -d nyc311 -c \
+        "SELECT (SELECT string_agg(version_num, ',') FROM nyc311.alembic_version) || ' ' ||
+                (SELECT string_agg(table_schema || '.' || table_name, ','
+                                   ORDER BY table_schema, table_name)
+                   FROM information_schema.tables
+                  WHERE table_schema NOT IN ('pg_catalog', 'information_schema'))"
+}
+
+check_postgres() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    local started=$SECONDS
+    docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1 || postgres_image
+    docker image inspect "$APP_IMAGE" >/dev/null 2>&1 || app_image
+    local run=nyc311-check-postgres-$$
+    local net=$run db=$run-db vol=$run-data
+    # shellcheck disable=SC2064  # the names are fixed now
+    trap "docker rm -f $db >/dev/null 2>&1; docker volume rm $vol >/dev/null 2>&1;
+          docker network rm $net >/dev/null 2>&1; true" EXIT
+    docker network create "$net" >/dev/null
+    docker volume create "$vol" >/dev/null
+    say "starting $db (hostname postgres, volume $vol at /var/lib/postgresql/data)"
+    docker run -d --name "$db" --hostname postgres --network "$net" --network-alias postgres \
+        "${PG_ENV[@]}" -v "$vol:/var/lib/postgresql/data" "$POSTGRES_IMAGE" >/dev/null
+    wait_healthy "$db"
+    local owner
+    owner=$(docker exec "$db" stat -c '%U %a' /var/lib/postgresql/data)
+    [[ $owner == "postgres 700" ]] || die "PGDATA is '$owner', not 'postgres 700'"
+    [[ $(docker exec "$db" stat -c %U /proc/1) == postgres ]] || die "PID 1 does not run as postgres"
+
+    app() { docker run --rm --network "$net" "${APP_ENV[@]}" "$APP_IMAGE" "$@"; }
+    say "nyc311 db upgrade"
+    app nyc311 db upgrade >&2 || die "nyc311 db upgrade failed"
+    say "nyc311 db summary"
+    app nyc311 db summary >&2 || die "nyc311 db summary failed"
+    local refused
+    refused=$(app python -c \
+        "import psycopg; psycopg.connect('postgresql://nyc311:wrong@postgres:5432/nyc311')" 2>&1) \
+        && die "a wrong password was accepted"
+    [[ $refused == *'password authentication failed'* ]] \
+        || { printf '%s\n' "$refused" >&2; die "a wrong password failed for another reason"; }
+    say "a wrong password over TCP is refused (scram-sha-256)"
+    local before after took tables
+    before=$(schema_of "$db")
+    [[ $before == *' '?* ]] || die "no schema after nyc311 db upgrade: '$before'"
+    tables=${before#* }
+    say "head ${before%% *}, $(tr ',' '\n' <<<"$tables" | wc -l) tables"
+
+    took=$SECONDS
+    docker stop -t 30 "$db" >/dev/null
+    took=$((SECONDS - took))
+    local code
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$db")
+    [[ $code == 0 ]] || { docker logs "$db" >&2; die "postgres exited with $code on docker stop"; }
+    docker logs "$db" 2>&1 | grep -q 'fast shutdown request' \
+        && docker logs "$db" 2>&1 | grep -q 'database system is shut down' \
+        || { docker logs "$db" >&2; die "no clean fast shutdown in the log"; }
+    (( took <= 5 )) || die "docker stop took $took s"
+    say "docker stop: a fast shutdown, exit 0, $took s"
+
+    docker start "$db" >/dev/null
+    wait_healthy "$db"
+    after=$(schema_of "$db")
+    [[ $after == "$before" ]] || die "the schema changed across the restart: '$before' -> '$after'"
+    app nyc311 db summary >/dev/null || die "nyc311 db summary failed after the restart"
+    say "schema kept across the restart (head ${before%% *})"
+
+    # SIGTERM too (what a plain `kill` or an engine ignoring STOPSIGNAL sends): a smart shutdown,
+    # prompt with no client connected.
+    took=$SECONDS
+    docker kill -s TERM "$db" >/dev/null
+    code=$(timeout 10 docker wait "$db") || die "postgres still runs 10 s after SIGTERM"
+    took=$((SECONDS - took))
+    [[ $code == 0 ]] || { docker logs "$db" >&2; die "postgres exited with $code on SIGTERM"; }
+    docker logs "$db" 2>&1 | grep -q 'smart shutdown request' \
+        || { docker logs "$db" >&2; die "no smart shutdown in the log"; }
+    say "SIGTERM: a smart shutdown, exit 0, $took s"
+    say "check-postgres passed in $((SECONDS - started)) s"
+}
+
 case ${1:-} in
     engine-up) engine_up ;;
     engine-down) engine_down ;;
@@ -308,7 +440,9 @@ case ${1:-} in
     base-image) base_image ;;
     app-image) app_image ;;
     kafka-image) kafka_image ;;
-    images) base_image; app_image; kafka_image ;;
     check-kafka) check_kafka ;;
-    *) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 2 ;;
+    postgres-image) postgres_image ;;
+    images) base_image; app_image; kafka_image; postgres_image ;;
+    check-postgres) check_postgres ;;
+    *) sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 2 ;;
 esac
