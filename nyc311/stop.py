@@ -52,10 +52,6 @@ class StopFlag:
     def is_set(self) -> bool:
         return self.event.is_set()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Sleep up to ``timeout`` seconds, waking at once when the flag is set."""
-        return self.event.wait(timeout)
-
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.signal_name = signal.Signals(signum).name
         self.log.log(self.level, "signal %s: %s", self.signal_name, self.doing)
