@@ -9,12 +9,15 @@ STAMP := $(VENV)/.installed
 DEMO_MONTH ?= $(shell TZ=America/New_York date +%Y-%m)
 DEMO_REQUESTS ?= 20000
 DEMO_SEED ?= 311
-# auto: testcontainers when a Docker engine answers, else the local services; or `local` / `docker`
-NYC311_TEST_BACKEND ?= auto
+# where `make test` runs the whole suite: local (the processes of `make services-up`) or docker
+# (testcontainers, from the local images where the registry's are missing)
+NYC311_TEST_BACKEND ?= local
+# the Docker checks at the end of `make test`: auto (where an engine answers or can be started), yes, no
+NYC311_DOCKER ?= auto
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install services-up services-down services-status browser lint test test-unit demo bench images docker-down clean
+.PHONY: help install services-up services-down services-status browser lint test test-unit demo bench images compose-test test-docker docker-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,12 +53,10 @@ lint: $(STAMP)  ## ruff and mypy
 test-unit: $(STAMP)  ## the tests that need no services
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-test: $(STAMP) lint browser  ## the whole suite against real Kafka and PostgreSQL
-	@if [ "$(NYC311_TEST_BACKEND)" = docker ] || { [ "$(NYC311_TEST_BACKEND)" = auto ] && \
-	    [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ] && $(BIN)/python -c 'from tests.backends import docker_available as d; raise SystemExit(0 if d() else 1)' 2>/dev/null; }; then \
-	  echo "using testcontainers (Docker engine found)"; \
-	else bash services/services.sh up; fi
+test: $(STAMP) lint browser  ## the whole suite on local processes, then the Docker checks where an engine can run (NYC311_DOCKER=auto|yes|no)
+	@if [ "$(NYC311_TEST_BACKEND)" != docker ]; then bash services/services.sh up; fi
 	NYC311_TEST_BACKEND=$(NYC311_TEST_BACKEND) $(BIN)/pytest $(PYTEST_ARGS)
+	NYC311_DOCKER=$(NYC311_DOCKER) bash deploy/docker.sh checks
 
 demo: services-up  ## the main job end to end on a simulated month (surveys sent and answered)
 	DEMO_MONTH=$(DEMO_MONTH) DEMO_REQUESTS=$(DEMO_REQUESTS) DEMO_SEED=$(DEMO_SEED) bash demo/run.sh
@@ -66,6 +67,12 @@ bench: services-up  ## benchmark a NYC-scale month against the machine's limits;
 images: $(STAMP)  ## Docker images with no registry: a Debian base (debootstrap, cached), the app, Kafka and PostgreSQL stand-ins (deploy/docker.sh)
 	bash deploy/docker.sh engine-up >/dev/null
 	bash deploy/docker.sh images
+
+compose-test: $(STAMP)  ## docker-compose.yml's whole stack end to end on a Docker engine (started when none answers; images built first)
+	NYC311_DOCKER=yes bash deploy/docker.sh checks compose
+
+test-docker: $(STAMP)  ## the integration tests of consumers/ and reports/ on testcontainers (a Docker engine, the local images)
+	NYC311_DOCKER=yes bash deploy/docker.sh checks backend
 
 docker-down:  ## stop the Docker engine that `make images` started (never one it did not start)
 	bash deploy/docker.sh engine-down

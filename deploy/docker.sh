@@ -29,6 +29,13 @@
 #                                  a stand-in for postgres:16 (Debian's PostgreSQL 15) under the
 #                                  official image's contract; for POSTGRES_IMAGE in compose
 #   deploy/docker.sh images        base-image, then app-image, kafka-image and postgres-image
+#   deploy/docker.sh checks [compose] [backend]
+#                                  the Docker checks of `make test` (both when none is named):
+#                                  the compose stack end to end (tests/compose/) and the
+#                                  integration tests of consumers/ and reports/ on testcontainers;
+#                                  starts an engine when none answers (stopped again at the end)
+#                                  and builds the images first. NYC311_DOCKER=auto|yes|no: auto
+#                                  skips them where no engine answers and none can be started
 #   deploy/docker.sh check-postgres
 #                                  nyc311-postgres:local as compose runs it, on a network and a
 #                                  volume of its own: the healthcheck, `nyc311 db upgrade` and
@@ -433,6 +440,53 @@ check_postgres() {
     say "check-postgres passed in $((SECONDS - started)) s"
 }
 
+# `make compose-test` and the Docker part of `make test`. With NYC311_DOCKER=auto (the default)
+# a machine where no engine answers and none can be started (not root) skips the checks, saying
+# so; NYC311_DOCKER=yes makes that an error, NYC311_DOCKER=no skips them. An engine this run
+# starts is stopped when it ends; one that was running already is left as it was.
+#   compose    the stack of docker-compose.yml end to end (tests/compose/)
+#   backend    the integration tests of consumers/ and reports/ on testcontainers
+run_checks() {
+    local want=${NYC311_DOCKER:-auto} started=0 host pytest=$REPO_ROOT/.venv/bin/pytest
+    case $want in
+        no) say "NYC311_DOCKER=no: the Docker checks are skipped"; return 0 ;;
+        auto|yes) ;;
+        *) die "NYC311_DOCKER=$want: expected auto, yes or no" ;;
+    esac
+    [[ -x $pytest ]] || die "no .venv/bin/pytest: run make install first"
+    host=$(engine_host)
+    if ! { command -v docker >/dev/null && answers "$host"; }; then
+        if [[ -n ${DOCKER_HOST:-} || $(id -u) != 0 ]]; then
+            [[ $want == yes ]] && die "no Docker engine answers at $host, and starting one needs root"
+            say "no Docker engine answers at $host and starting one needs root:" \
+                "the Docker checks are skipped (the suite ran on local processes)"
+            return 0
+        fi
+        started=1
+    fi
+    engine_up >/dev/null
+    ((started)) && trap engine_down EXIT
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    all_images
+    local parts=("$@") part
+    ((${#parts[@]})) || parts=(compose backend)
+    for part in "${parts[@]}"; do
+        case $part in
+            compose)
+                say "the stack of docker-compose.yml end to end (tests/compose)"
+                (cd "$REPO_ROOT" && NYC311_COMPOSE_TEST=1 "$pytest" tests/compose) ;;
+            backend)
+                say "consumers/ and reports/ integration tests on testcontainers"
+                (cd "$REPO_ROOT" && NYC311_TEST_BACKEND=docker "$pytest" -m integration \
+                    tests/consumers tests/reports) ;;
+            *) die "unknown check '$part' (compose, backend)" ;;
+        esac
+    done
+}
+
+all_images() { base_image; app_image; kafka_image; postgres_image; }
+
 case ${1:-} in
     engine-up) engine_up ;;
     engine-down) engine_down ;;
@@ -442,7 +496,8 @@ case ${1:-} in
     kafka-image) kafka_image ;;
     check-kafka) check_kafka ;;
     postgres-image) postgres_image ;;
-    images) base_image; app_image; kafka_image; postgres_image ;;
+    images) all_images ;;
+    checks) shift; run_checks "$@" ;;
     check-postgres) check_postgres ;;
     *) sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,24 @@ def test_third_party_images_are_official_by_default_and_replaceable(
              if "image" in service and "build" not in service
              and not pattern.fullmatch(service["image"])}
     assert wrong == {}
+
+
+def test_each_service_knows_only_its_own_database_password(
+        services: dict[str, dict[str, Any]]) -> None:
+    """migrate (as the owner) makes every login; any other service is given one password, its
+    own, in its DATABASE_URL: no service can connect as another."""
+    password_vars = re.compile(r"\$\{(NYC311_[A-Z_]+_DB_PASSWORD)")
+    made = set(password_vars.findall(json.dumps(services["migrate"])))
+    assert len(made) >= 7, made
+    for name, spec in services.items():
+        if name == "migrate" or not spec.get("build"):
+            continue
+        env = spec.get("environment") or {}
+        url = str(env.get("DATABASE_URL", ""))
+        login = url.removeprefix("postgresql://").partition(":")[0]
+        known = set(password_vars.findall(json.dumps(env)))
+        if login == "nyc311":  # the owner's URL, with no service password in it
+            assert not known, name
+            continue
+        assert known == {f"NYC311_{login.upper()}_DB_PASSWORD"}, (name, known)
+        assert known <= made, f"{name}'s login is not made by migrate"
