@@ -28,7 +28,8 @@
 #                                  nyc311-postgres:local from deploy/images/postgres.Dockerfile:
 #                                  a stand-in for postgres:16 (Debian's PostgreSQL 15) under the
 #                                  official image's contract; for POSTGRES_IMAGE in compose
-#   deploy/docker.sh images        base-image, then app-image, kafka-image and postgres-image
+#   deploy/docker.sh images        base-image, then app-image, kafka-image, postgres-image,
+#                                  s3-image, prometheus-image and mail-image
 #   deploy/docker.sh checks [compose] [backend]
 #                                  the Docker checks of `make test` (both when none is named):
 #                                  the compose stack end to end (tests/compose/) and the
@@ -42,6 +43,32 @@
 #                                  `db summary` from nyc311-pipeline:local, a wrong password
 #                                  refused, docker stop (prompt and clean), the schema still there
 #                                  after a restart; containers, network and volume removed after
+#   deploy/docker.sh s3-image      nyc311-s3:local from deploy/images/s3.Dockerfile, the stand-in
+#                                  for both MINIO_IMAGE and MINIO_MC_IMAGE: moto's S3 server
+#                                  (moto[server] wheels built on this host in build/s3-wheels)
+#                                  started by MinIO's `server /data --console-address :9001` on
+#                                  :9000, and an `mc` with what compose runs (ready, alias set,
+#                                  mb, anonymous set download). moto keeps the objects in memory
+#                                  and accepts any credentials on a signed request
+#   deploy/docker.sh prometheus-image
+#                                  nyc311-prometheus:local from deploy/images/prometheus.Dockerfile:
+#                                  Debian's Prometheus 2.42, wget and promtool under
+#                                  prom/prometheus's contract (config, /prometheus volume, :9090,
+#                                  user nobody); for PROMETHEUS_IMAGE in compose
+#   deploy/docker.sh mail-image    nyc311-mail:local from deploy/images/mail.Dockerfile, a mail
+#                                  catcher: Debian's aiosmtpd taking plain SMTP on :1025 into the
+#                                  Maildir /var/mail/catcher; its HEALTHCHECK is an SMTP greeting
+#                                  (python3 -c "import smtplib; smtplib.SMTP('127.0.0.1', 1025,
+#                                  timeout=5).quit()")
+#   deploy/docker.sh check-standins
+#                                  the three as docker-compose.yml runs them (its commands,
+#                                  environment, volumes and healthchecks), on a network of their
+#                                  own: minio healthy, minio-setup twice, the aggregator's S3 code
+#                                  from nyc311-pipeline:local publishing and the site read without
+#                                  credentials; prometheus ready on the repository's configuration
+#                                  (promtool, its scrape jobs loaded); a message from the app
+#                                  image in the catcher's Maildir; each stopped promptly (builds
+#                                  missing images first; removes what it made however it ends)
 #
 # The engine runs with --bridge=none and no iptables rules: containers reach each other only on
 # networks a test creates, and the host's loopback with --network host.
@@ -63,6 +90,9 @@ BASE_IMAGE=local/debian:$SUITE
 APP_IMAGE=nyc311-pipeline:local
 KAFKA_IMAGE=nyc311-kafka:local
 POSTGRES_IMAGE=nyc311-postgres:local
+S3_IMAGE=nyc311-s3:local
+PROMETHEUS_IMAGE=nyc311-prometheus:local
+MAIL_IMAGE=nyc311-mail:local
 OWN_HOST=unix://$STATE/docker.sock
 
 say() { printf 'docker: %s\n' "$*" >&2; }
@@ -440,6 +470,405 @@ check_postgres() {
     say "check-postgres passed in $((SECONDS - started)) s"
 }
 
+# The host's Python (the virtualenv's when there is one): it builds wheelhouses, and with PyYAML
+# it reads docker-compose.yml for the checks.
+host_python() {
+    local python=$REPO_ROOT/.venv/bin/python
+    [[ -x $python ]] || python=python3
+    printf '%s\n' "$python"
+}
+
+s3_image() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
+    local wheels=$REPO_ROOT/build/s3-wheels log=$REPO_ROOT/build/s3-image.log started=$SECONDS
+    local python moto='moto[server]' version
+    python=$(host_python)
+    # The moto the project's tests run, when the virtualenv has it.
+    if version=$("$python" -c 'import importlib.metadata as m; print(m.version("moto"))' \
+        2>/dev/null); then
+        moto="moto[server]==$version"
+    fi
+    say "building the wheelhouse in build/s3-wheels ($moto and its dependencies)"
+    rm -rf "$wheels" && mkdir -p "$wheels"
+    "$python" -m pip wheel -q -w "$wheels" "$moto" >"$wheels.log" 2>&1 \
+        || { tail -n 30 "$wheels.log" >&2; die "pip wheel failed (log: build/s3-wheels.log)"; }
+    say "building $S3_IMAGE"
+    docker build --network host -q -f "$SCRIPT_DIR/images/s3.Dockerfile" -t "$S3_IMAGE" \
+        "$REPO_ROOT" >"$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/s3-image.log)"; }
+    # The server as compose starts it, and the healthcheck, in one container.
+    local out
+    out=$(docker run --rm -i --entrypoint sh "$S3_IMAGE" -s <<'EOF' 2>&1
+s3-entrypoint.sh server /data --console-address :9001 >/tmp/server.log 2>&1 &
+for _ in $(seq 1 60); do
+    if mc ready local; then python3 -c 'import moto; print("moto", moto.__version__)'; exit 0; fi
+    sleep 0.5
+done
+cat /tmp/server.log
+exit 1
+EOF
+) || { printf '%s\n' "$out" >&2; die "$S3_IMAGE: the server did not answer \`mc ready local\`"; }
+    say "$S3_IMAGE built in $((SECONDS - started)) s: ${out##*$'\n'}, \`mc ready local\` answers"
+}
+
+prometheus_image() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
+    local log=$REPO_ROOT/build/prometheus-image.log started=$SECONDS
+    mkdir -p "$REPO_ROOT/build"
+    say "building $PROMETHEUS_IMAGE"
+    docker build --network host -q -f "$SCRIPT_DIR/images/prometheus.Dockerfile" \
+        -t "$PROMETHEUS_IMAGE" "$SCRIPT_DIR/images" >"$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/prometheus-image.log)"; }
+    local version checked
+    version=$(docker run --rm "$PROMETHEUS_IMAGE" --version 2>&1 | head -n 1) \
+        || die "$PROMETHEUS_IMAGE does not run prometheus"
+    checked=$(docker run --rm --entrypoint promtool \
+        -v "$REPO_ROOT/deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" \
+        "$PROMETHEUS_IMAGE" check config /etc/prometheus/prometheus.yml 2>&1) \
+        || { printf '%s\n' "$checked" >&2; die "promtool rejects the repository's configuration"; }
+    docker run --rm --entrypoint wget "$PROMETHEUS_IMAGE" --version >/dev/null \
+        || die "$PROMETHEUS_IMAGE has no wget for compose's healthcheck"
+    say "$PROMETHEUS_IMAGE built in $((SECONDS - started)) s: ${version%% (*}," \
+        "promtool accepts deploy/prometheus/prometheus.yml"
+}
+
+mail_image() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
+    local log=$REPO_ROOT/build/mail-image.log started=$SECONDS
+    mkdir -p "$REPO_ROOT/build"
+    say "building $MAIL_IMAGE"
+    docker build --network host -q -f "$SCRIPT_DIR/images/mail.Dockerfile" \
+        -t "$MAIL_IMAGE" "$SCRIPT_DIR/images" >"$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/mail-image.log)"; }
+    # The image's command in the background, one message sent to it, the Maildir counted.
+    local out cmd
+    cmd=$(docker image inspect -f '{{join .Config.Cmd " "}}' "$MAIL_IMAGE")
+    out=$(docker run --rm -i -e CMD="$cmd" "$MAIL_IMAGE" sh -s <<'EOF' 2>&1
+$CMD >/tmp/server.log 2>&1 &
+python3 - <<'PY' || { cat /tmp/server.log; exit 1; }
+import smtplib, time
+for _ in range(100):
+    try:
+        smtp = smtplib.SMTP("127.0.0.1", 1025, timeout=5)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    raise SystemExit("nothing listens on port 1025")
+smtp.sendmail("probe@example.com", ["catcher@example.com"], "Subject: probe\r\n\r\nprobe\r\n")
+smtp.quit()
+PY
+echo "$(ls /var/mail/catcher/new | wc -l) message(s) in /var/mail/catcher/new"
+EOF
+) || { printf '%s\n' "$out" >&2; die "$MAIL_IMAGE did not take a message"; }
+    [[ ${out##*$'\n'} == "1 message(s) in /var/mail/catcher/new" ]] \
+        || { printf '%s\n' "$out" >&2; die "$MAIL_IMAGE: the message is not in the Maildir"; }
+    say "$MAIL_IMAGE built in $((SECONDS - started)) s: SMTP on :1025, ${out##*$'\n'}"
+}
+
+# Prints a field of a docker-compose.yml service, each item NUL-terminated: a list's elements, a
+# mapping's NAME=value pairs, a string. Interpolated as `docker compose up` does with none of the
+# variables set: ${NAME:-default} is the default, $$ a plain $.
+compose_field() {
+    "$COMPOSE_PYTHON" - "$REPO_ROOT/docker-compose.yml" "$@" <<'EOF'
+import re
+import sys
+
+import yaml
+
+node = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))["services"]
+for key in sys.argv[2:]:
+    node = node[key]
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+VARIABLE = re.compile(rf"\$\$|\$\{{{NAME}(?::?-([^}}]*))?\}}|\${NAME}")
+
+
+def plain(value):
+    return VARIABLE.sub(lambda m: "$" if m.group(0) == "$$" else (m.group(1) or ""), str(value))
+
+
+items = ([f"{k}={plain(v)}" for k, v in node.items()] if isinstance(node, dict)
+         else [plain(v) for v in node] if isinstance(node, list) else [plain(node)])
+sys.stdout.write("".join(item + "\0" for item in items))
+EOF
+}
+
+# A compose healthcheck's test as a command for docker exec: CMD's words, CMD-SHELL in sh -c.
+healthcheck_command() {
+    local words=()
+    mapfile -d '' -t words < <(compose_field "$1" healthcheck test)
+    case ${words[0]:-} in
+        CMD) printf '%s\0' "${words[@]:1}" ;;
+        CMD-SHELL) printf '%s\0' sh -c "${words[1]}" ;;
+        *) die "$1's healthcheck test is not CMD or CMD-SHELL" ;;
+    esac
+}
+
+# docker run's -v for a compose service's volumes: ./paths from the checkout, named volumes
+# prefixed with the check's name.
+compose_volumes() {
+    local volume volumes=()
+    mapfile -d '' -t volumes < <(compose_field "$1" volumes)
+    for volume in "${volumes[@]}"; do
+        if [[ $volume == ./* ]]; then
+            printf '%s\0' -v "$REPO_ROOT/${volume#./}"
+        else
+            printf '%s\0' -v "$STANDINS_RUN-$volume"
+        fi
+    done
+}
+
+# The named volumes among docker run's -v arguments, to be removed after the check.
+STANDINS_VOLUMES=()
+remember_volumes() {
+    local arg
+    for arg in "$@"; do
+        if [[ $arg == "$STANDINS_RUN-"* ]]; then STANDINS_VOLUMES+=("${arg%%:*}"); fi
+    done
+}
+
+# Waits until the command after the container's name succeeds in it (60 s at most).
+wait_exec() {
+    local name=$1 started=$SECONDS
+    shift
+    until docker exec "$name" "$@" >/dev/null 2>&1; do
+        if [[ $(docker inspect -f '{{.State.Running}}' "$name") != true ]]; then
+            docker logs --tail 30 "$name" >&2 || true
+            die "$name exited"
+        fi
+        (( SECONDS - started < 60 )) \
+            || { docker logs --tail 30 "$name" >&2 || true; die "$name: '$*' failed for 60 s"; }
+        sleep 1
+    done
+    say "$name healthy after $((SECONDS - started)) s ($*)"
+}
+
+# docker stop on container $1: it must end within $2 s with one of the exit codes after.
+stop_promptly() {
+    local name=$1 limit=$2 took=$SECONDS code
+    shift 2
+    docker stop -t 30 "$name" >/dev/null
+    took=$((SECONDS - took))
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+    [[ " $* " == *" $code "* ]] || { docker logs --tail 30 "$name" >&2; die "$name exited $code"; }
+    (( took <= limit )) || die "docker stop took $took s for $name"
+    say "docker stop: $name exited $code after $took s"
+}
+
+# The containers, network and volumes of a check-standins run, removed however it ends.
+STANDINS_RUN=""
+check_standins_cleanup() {
+    [[ -n $STANDINS_RUN ]] || return 0
+    docker rm -f -v "$STANDINS_RUN-minio" "$STANDINS_RUN-prometheus" "$STANDINS_RUN-mail" \
+        >/dev/null 2>&1 || true
+    local volume
+    for volume in "${STANDINS_VOLUMES[@]}"; do
+        docker volume rm "$volume" >/dev/null 2>&1 || true
+    done
+    docker network rm "$STANDINS_RUN" >/dev/null 2>&1 || true
+    say "removed $STANDINS_RUN (containers, network, volumes)"
+}
+
+# minio and minio-setup of docker-compose.yml on nyc311-s3:local, then the aggregator's S3 code.
+check_s3() {
+    local net=$STANDINS_RUN name=$STANDINS_RUN-minio
+    local command=() env=() setup_entrypoint=() setup_command=() setup_env=() health=()
+    local volumes=() app_env=() line
+    mapfile -d '' -t command < <(compose_field minio command)
+    mapfile -d '' -t setup_entrypoint < <(compose_field minio-setup entrypoint)
+    mapfile -d '' -t setup_command < <(compose_field minio-setup command)
+    mapfile -d '' -t health < <(healthcheck_command minio)
+    mapfile -d '' -t volumes < <(compose_volumes minio)
+    while IFS= read -r -d '' line; do env+=(-e "$line"); done < <(compose_field minio environment)
+    while IFS= read -r -d '' line; do setup_env+=(-e "$line"); done \
+        < <(compose_field minio-setup environment)
+    while IFS= read -r -d '' line; do app_env+=(-e "$line"); done \
+        < <(compose_field aggregator environment)
+    ((${#command[@]} && ${#setup_command[@]} && ${#health[@]} && ${#env[@]} && ${#app_env[@]})) \
+        || die "could not read minio, minio-setup and aggregator from docker-compose.yml"
+    remember_volumes "${volumes[@]}"
+
+    say "starting $S3_IMAGE as minio: ${command[*]}"
+    docker run -d --name "$name" --hostname minio --network "$net" --network-alias minio \
+        "${env[@]}" "${volumes[@]}" "$S3_IMAGE" "${command[@]}" >/dev/null
+    wait_exec "$name" "${health[@]}"
+
+    local round out
+    for round in first second; do
+        out=$(docker run --rm --network "$net" "${setup_env[@]}" \
+            --entrypoint "${setup_entrypoint[0]}" "$S3_IMAGE" "${setup_entrypoint[@]:1}" \
+            "${setup_command[@]}" 2>&1) \
+            || { printf '%s\n' "$out" >&2; die "minio-setup failed the $round time"; }
+        say "minio-setup ($round run): $(tr '\n' ' ' <<<"$out")"
+    done
+
+    # The aggregator's settings and S3 code (reports/) from the app image: the marker claimed
+    # with a conditional PUT, a publication, again with nothing to send, the site read without
+    # credentials through the policy minio-setup set (and refused where no policy allows it).
+    say "publishing from $APP_IMAGE with the aggregator's environment"
+    out=$(docker run --rm -i --network "$net" "${app_env[@]}" "$APP_IMAGE" python - <<'EOF' 2>&1
+import urllib.error
+import urllib.request
+
+import boto3
+
+from nyc311.settings import load_settings
+from reports.output import PublicationTargetError, SiteOwner, claim_target
+from reports.s3 import parse_s3_target, publish_tree, read_object
+
+settings = load_settings()
+target, endpoint = settings.publish_target, settings.s3_endpoint_url
+where = {"endpoint_url": endpoint, "region": settings.aws_region}
+bucket = parse_s3_target(target).bucket
+owner = SiteOwner("nyc311", "nyc311", settings.published_schema)
+claim_target(settings, owner, target)
+claim_target(settings, owner, target)  # its own marker: accepted
+try:
+    claim_target(settings, SiteOwner("nyc311", "other", "published"), target)
+    raise SystemExit("another projection's claim was accepted")
+except PublicationTargetError:
+    pass
+files = {"index.html": b"<h1>NYC 311</h1>\n", "2026-10/index.html": b"<p>October</p>\n",
+         "2026-10/requests.csv": b"agency,requests\nDSNY,1\n"}
+first = publish_tree(files, target, **where)
+second = publish_tree(files, target, **where)
+assert len(first.uploaded) == 3 and len(second.unchanged) == 3, (first, second)
+assert read_object(target, "2026-10/requests.csv", **where) == files["2026-10/requests.csv"]
+page = urllib.request.urlopen(f"{endpoint}/{bucket}/index.html", timeout=10)
+assert page.read() == files["index.html"], "the anonymous GET read other bytes"
+assert page.headers["Content-Type"] == "text/html; charset=utf-8", page.headers["Content-Type"]
+
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name=settings.aws_region)
+s3.create_bucket(Bucket="nyc311-check-private")
+s3.put_object(Bucket="nyc311-check-private", Key="secret.txt", Body=b"secret")
+try:
+    urllib.request.urlopen(f"{endpoint}/nyc311-check-private/secret.txt", timeout=10)
+    raise SystemExit("an object of a bucket with no policy was read without credentials")
+except urllib.error.HTTPError as exc:
+    assert exc.code == 403, exc.code
+wrong = boto3.client("s3", endpoint_url=endpoint, region_name=settings.aws_region,
+                     aws_access_key_id="wrong", aws_secret_access_key="wrong")
+try:
+    wrong.get_object(Bucket="nyc311-check-private", Key="secret.txt")
+    credentials = "moto checks no signature: wrong credentials are accepted too"
+except Exception:
+    credentials = "wrong credentials are refused"
+print(f"claimed {target}; {first}; again: {second}")
+print(f"anonymous GET /{bucket}/index.html: 200; a bucket with no policy: 403; {credentials}")
+EOF
+) || { printf '%s\n' "$out" >&2; die "publishing to $S3_IMAGE from $APP_IMAGE failed"; }
+    while IFS= read -r line; do say "$line"; done <<<"$out"
+    stop_promptly "$name" 5 0
+}
+
+# prometheus of docker-compose.yml on nyc311-prometheus:local with the repository's configuration.
+check_prometheus() {
+    local net=$STANDINS_RUN name=$STANDINS_RUN-prometheus health=() volumes=()
+    mapfile -d '' -t health < <(healthcheck_command prometheus)
+    mapfile -d '' -t volumes < <(compose_volumes prometheus)
+    ((${#health[@]} && ${#volumes[@]})) || die "could not read prometheus from docker-compose.yml"
+    remember_volumes "${volumes[@]}"
+    [[ " ${volumes[*]} " == *":/etc/prometheus/prometheus.yml:ro "* ]] \
+        || die "docker-compose.yml no longer mounts the configuration read-only"
+
+    say "starting $PROMETHEUS_IMAGE as prometheus (${volumes[*]})"
+    docker run -d --name "$name" --hostname prometheus --network "$net" \
+        --network-alias prometheus "${volumes[@]}" "$PROMETHEUS_IMAGE" >/dev/null
+    wait_exec "$name" "${health[@]}"
+    local out
+    out=$(docker exec "$name" promtool check config /etc/prometheus/prometheus.yml 2>&1) \
+        || { printf '%s\n' "$out" >&2; die "promtool check config failed"; }
+    say "promtool check config: ${out##*SUCCESS: }"
+    [[ $(docker exec "$name" stat -c %U /proc/1) == nobody ]] || die "PID 1 does not run as nobody"
+    docker exec "$name" test -d /prometheus/wal || die "no TSDB (/prometheus/wal) on the volume"
+
+    # The scrape jobs Prometheus loaded are those of deploy/prometheus/prometheus.yml (the
+    # targets show up within a few seconds of starting: discovery updates come every 5 s).
+    local loaded wanted started=$SECONDS
+    wanted=$("$COMPOSE_PYTHON" -c 'import sys, yaml
+config = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+print(" ".join(sorted(job["job_name"] for job in config["scrape_configs"])))' \
+        "$REPO_ROOT/deploy/prometheus/prometheus.yml")
+    [[ -n $wanted ]] || die "no scrape job in deploy/prometheus/prometheus.yml"
+    until loaded=$(docker exec "$name" wget -q -O - http://127.0.0.1:9090/api/v1/targets \
+        | "$COMPOSE_PYTHON" -c 'import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+print(" ".join(sorted({target["labels"]["job"] for target in targets})))') \
+        && [[ $loaded == "$wanted" ]]; do
+        (( SECONDS - started < 30 )) \
+            || die "Prometheus scrapes '$loaded', deploy/prometheus/prometheus.yml has '$wanted'"
+        sleep 1
+    done
+    say "running as nobody, TSDB on the volume, scrape jobs: $loaded"
+    stop_promptly "$name" 5 0
+}
+
+# nyc311-mail:local on the network: its healthcheck, then a message from the app image's Python
+# found in the Maildir.
+check_mail() {
+    local net=$STANDINS_RUN name=$STANDINS_RUN-mail started=$SECONDS
+    say "starting $MAIL_IMAGE as mail"
+    docker run -d --name "$name" --hostname mail --network "$net" --network-alias mail \
+        "$MAIL_IMAGE" >/dev/null
+    until [[ $(docker inspect -f '{{.State.Health.Status}}' "$name") == healthy ]]; do
+        [[ $(docker inspect -f '{{.State.Running}}' "$name") == true ]] \
+            || { docker logs "$name" >&2; die "$name exited"; }
+        (( SECONDS - started < 60 )) \
+            || { docker logs "$name" >&2; die "$name not healthy in 60 s"; }
+        sleep 1
+    done
+    say "$name healthy after $((SECONDS - started)) s (the image's HEALTHCHECK)"
+    local subject out
+    subject="check-standins $STANDINS_RUN"
+    out=$(docker run --rm -i --network "$net" -e SUBJECT="$subject" "$APP_IMAGE" python - \
+        <<'EOF' 2>&1
+import os
+import smtplib
+from email.message import EmailMessage
+
+message = EmailMessage()
+message["From"], message["To"] = "surveys@example.com", "resident@example.com"
+message["Subject"] = os.environ["SUBJECT"]
+message.set_content("How did we do?")
+with smtplib.SMTP("mail", 1025, timeout=10) as smtp:
+    refused = smtp.send_message(message)
+assert not refused, refused
+EOF
+) || { printf '%s\n' "$out" >&2; die "sending to the mail catcher failed"; }
+    local files
+    files=$(docker exec "$name" grep -l -x -F "Subject: $subject" -r /var/mail/catcher/new) \
+        || die "the message is not in /var/mail/catcher/new"
+    say "smtplib from $APP_IMAGE to mail:1025: delivered to ${files//$'\n'/ }"
+    stop_promptly "$name" 5 0
+}
+
+check_standins() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    local started=$SECONDS
+    COMPOSE_PYTHON=$(host_python)
+    "$COMPOSE_PYTHON" -c 'import yaml' 2>/dev/null \
+        || die "reading docker-compose.yml needs PyYAML in $COMPOSE_PYTHON (make install)"
+    docker image inspect "$S3_IMAGE" >/dev/null 2>&1 || s3_image
+    docker image inspect "$PROMETHEUS_IMAGE" >/dev/null 2>&1 || prometheus_image
+    docker image inspect "$MAIL_IMAGE" >/dev/null 2>&1 || mail_image
+    docker image inspect "$APP_IMAGE" >/dev/null 2>&1 || app_image
+    STANDINS_RUN=nyc311-check-standins-$$
+    trap check_standins_cleanup EXIT
+    trap 'exit 130' INT TERM
+    docker network create "$STANDINS_RUN" >/dev/null
+    check_s3
+    check_prometheus
+    check_mail
+    say "check-standins passed in $((SECONDS - started)) s"
+}
+
 # `make compose-test` and the Docker part of `make test`. With NYC311_DOCKER=auto (the default)
 # a machine where no engine answers and none can be started (not root) skips the checks, saying
 # so; NYC311_DOCKER=yes makes that an error, NYC311_DOCKER=no skips them. An engine this run
@@ -485,7 +914,9 @@ run_checks() {
     done
 }
 
-all_images() { base_image; app_image; kafka_image; postgres_image; }
+all_images() {
+    base_image; app_image; kafka_image; postgres_image; s3_image; prometheus_image; mail_image
+}
 
 case ${1:-} in
     engine-up) engine_up ;;
@@ -499,5 +930,9 @@ case ${1:-} in
     images) all_images ;;
     checks) shift; run_checks "$@" ;;
     check-postgres) check_postgres ;;
+    s3-image) s3_image ;;
+    prometheus-image) prometheus_image ;;
+    mail-image) mail_image ;;
+    check-standins) check_standins ;;
     *) sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 2 ;;
 esac

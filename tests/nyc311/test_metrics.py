@@ -37,7 +37,7 @@ from tests.helpers import produce, project, start_cli
 from tests.servers import free_port, http_get, received
 
 REPO = Path(__file__).resolve().parents[2]
-DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "nyc311.json"
+DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
 COMPOSE = REPO / "docker-compose.yml"
@@ -473,12 +473,23 @@ def test_promql_metric_names_are_found():
                                " > bool 60") == {"nyc311_last_commit_timestamp_seconds"}
 
 
+def dashboard_files() -> list[tuple[str, dict[str, Any]]]:
+    """Every dashboard Grafana is provisioned with, by file name."""
+    paths = sorted(DASHBOARDS.glob("*.json"))
+    assert paths, f"no dashboard in {DASHBOARDS}"
+    return [(path.name, json.loads(path.read_text(encoding="utf-8"))) for path in paths]
+
+
 def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    panels = list(dashboard["panels"])
-    for panel in dashboard["panels"]:  # panels folded into rows
-        panels.extend(panel.get("panels", []))
-    return [(panel["title"], target) for panel in panels for target in panel.get("targets", [])]
+    """(file: panel title, target) of every query of every dashboard."""
+    targets = []
+    for name, dashboard in dashboard_files():
+        panels = list(dashboard["panels"])
+        for panel in dashboard["panels"]:  # panels folded into rows
+            panels.extend(panel.get("panels", []))
+        targets += [(f"{name}: {panel['title']}", target) for panel in panels
+                    for target in panel.get("targets", [])]
+    return targets
 
 
 def test_the_lag_exporter_exports_the_names_listed_here():
@@ -511,10 +522,10 @@ def test_dashboard_uses_only_metrics_that_exist():
 def test_dashboard_panels_use_the_provisioned_data_source():
     provisioned = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
     uids = {source["uid"] for source in provisioned if source["type"] == "prometheus"}
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    assert dashboard["uid"] and dashboard["title"]
-    ids = [panel["id"] for panel in dashboard["panels"]]
-    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for name, dashboard in dashboard_files():
+        assert dashboard["uid"] and dashboard["title"], name
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"{name}: panel ids must be unique"
     for title, target in dashboard_targets():
         assert target["datasource"]["uid"] in uids, title
 
