@@ -64,7 +64,7 @@ demo: services-up  ## the main job end to end on a simulated month (surveys sent
 bench: services-up  ## benchmark a NYC-scale month against the machine's limits; writes benchmarks/RESULTS.md (BENCH_ARGS=…)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-images: $(STAMP)  ## Docker images with no registry: a Debian base (debootstrap, cached), the app, Kafka and PostgreSQL stand-ins (deploy/docker.sh)
+images: $(STAMP)  ## Docker images with no registry: a Debian base (debootstrap, cached), the app, stand-ins for Kafka, PostgreSQL, MinIO, Prometheus and a mail catcher (deploy/docker.sh)
 	bash deploy/docker.sh engine-up >/dev/null
 	bash deploy/docker.sh images
 

@@ -406,6 +406,12 @@ def test_prometheus_has_lag_for_every_consumer_group(stack: Stack) -> None:
         targets = json.load(answer)["data"]["activeTargets"]
     down = [t["labels"]["job"] for t in targets if t["health"] != "up"]
     assert not down, f"scrape targets not up: {down}"
+    # what an operator runs by hand (docs/RUNBOOK.md, "Running in containers")
+    lag = stack.app(None, "nyc311", "lag", *(arg for group in sorted(CONSUMER_GROUPS)
+                                             for arg in ("--group", group)),
+                    service="lag-exporter")
+    for group in CONSUMER_GROUPS:
+        assert group in lag, lag
 
 
 def test_projector_killed_mid_stream_loses_and_doubles_nothing(stack: Stack, s3: Any) -> None:
