@@ -349,16 +349,24 @@ check_kafka() {
     say "check-kafka passed"
 }
 
+# build_image IMAGE DOCKERFILE CONTEXT: `docker build` of deploy/images/DOCKERFILE (on the base
+# image, built first when missing), quiet, its output in build/<dockerfile's stem>-image.log.
+build_image() {
+    local image=$1 dockerfile=$2 context=$3 log
+    log=$REPO_ROOT/build/${dockerfile%.Dockerfile}-image.log
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
+    mkdir -p "$REPO_ROOT/build"
+    say "building $image"
+    docker build --network host -q -f "$SCRIPT_DIR/images/$dockerfile" -t "$image" \
+        "$context" >"$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; die "docker build failed (log: ${log#"$REPO_ROOT"/})"; }
+}
+
 postgres_image() {
     export DOCKER_HOST
     DOCKER_HOST=$(engine_host)
-    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
-    local log=$REPO_ROOT/build/postgres-image.log started=$SECONDS
-    mkdir -p "$REPO_ROOT/build"
-    say "building $POSTGRES_IMAGE"
-    docker build --network host -q -f "$SCRIPT_DIR/images/postgres.Dockerfile" \
-        -t "$POSTGRES_IMAGE" "$SCRIPT_DIR/images" >"$log" 2>&1 \
-        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/postgres-image.log)"; }
+    local started=$SECONDS
+    build_image "$POSTGRES_IMAGE" postgres.Dockerfile "$SCRIPT_DIR/images"
     local version
     version=$(docker run --rm "$POSTGRES_IMAGE" postgres --version) \
         || die "$POSTGRES_IMAGE does not run postgres"
@@ -481,8 +489,7 @@ host_python() {
 s3_image() {
     export DOCKER_HOST
     DOCKER_HOST=$(engine_host)
-    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
-    local wheels=$REPO_ROOT/build/s3-wheels log=$REPO_ROOT/build/s3-image.log started=$SECONDS
+    local wheels=$REPO_ROOT/build/s3-wheels started=$SECONDS
     local python moto='moto[server]' version
     python=$(host_python)
     # The moto the project's tests run, when the virtualenv has it.
@@ -494,10 +501,7 @@ s3_image() {
     rm -rf "$wheels" && mkdir -p "$wheels"
     "$python" -m pip wheel -q -w "$wheels" "$moto" >"$wheels.log" 2>&1 \
         || { tail -n 30 "$wheels.log" >&2; die "pip wheel failed (log: build/s3-wheels.log)"; }
-    say "building $S3_IMAGE"
-    docker build --network host -q -f "$SCRIPT_DIR/images/s3.Dockerfile" -t "$S3_IMAGE" \
-        "$REPO_ROOT" >"$log" 2>&1 \
-        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/s3-image.log)"; }
+    build_image "$S3_IMAGE" s3.Dockerfile "$REPO_ROOT"
     # The server as compose starts it, and the healthcheck, in one container.
     local out
     out=$(docker run --rm -i --entrypoint sh "$S3_IMAGE" -s <<'EOF' 2>&1
@@ -516,13 +520,8 @@ EOF
 prometheus_image() {
     export DOCKER_HOST
     DOCKER_HOST=$(engine_host)
-    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
-    local log=$REPO_ROOT/build/prometheus-image.log started=$SECONDS
-    mkdir -p "$REPO_ROOT/build"
-    say "building $PROMETHEUS_IMAGE"
-    docker build --network host -q -f "$SCRIPT_DIR/images/prometheus.Dockerfile" \
-        -t "$PROMETHEUS_IMAGE" "$SCRIPT_DIR/images" >"$log" 2>&1 \
-        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/prometheus-image.log)"; }
+    local started=$SECONDS
+    build_image "$PROMETHEUS_IMAGE" prometheus.Dockerfile "$SCRIPT_DIR/images"
     local version checked
     version=$(docker run --rm "$PROMETHEUS_IMAGE" --version 2>&1 | head -n 1) \
         || die "$PROMETHEUS_IMAGE does not run prometheus"
@@ -539,13 +538,8 @@ prometheus_image() {
 mail_image() {
     export DOCKER_HOST
     DOCKER_HOST=$(engine_host)
-    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base_image
-    local log=$REPO_ROOT/build/mail-image.log started=$SECONDS
-    mkdir -p "$REPO_ROOT/build"
-    say "building $MAIL_IMAGE"
-    docker build --network host -q -f "$SCRIPT_DIR/images/mail.Dockerfile" \
-        -t "$MAIL_IMAGE" "$SCRIPT_DIR/images" >"$log" 2>&1 \
-        || { tail -n 30 "$log" >&2; die "docker build failed (log: build/mail-image.log)"; }
+    local started=$SECONDS
+    build_image "$MAIL_IMAGE" mail.Dockerfile "$SCRIPT_DIR/images"
     # The image's command in the background, one message sent to it, the Maildir counted.
     local out cmd
     cmd=$(docker image inspect -f '{{join .Config.Cmd " "}}' "$MAIL_IMAGE")
