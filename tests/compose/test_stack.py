@@ -8,7 +8,8 @@ mailed to the catcher, one answered through survey-web's published port with a r
 the reopen forwarded, the month published to the S3 server by `aggregator --once`, and the files
 read back from S3 and compared with what the topics imply (tests/compose/topic_totals.py counts
 the events themselves). Prometheus has lag series for every consumer group; a projector killed
-mid-stream and started again loses and doubles nothing; `down -v` leaves nothing behind.
+mid-stream and started again loses and doubles nothing; two projector replicas share the
+partitions and are both scraped; `down -v` leaves nothing behind.
 
 The tests share one stack (module scope) and run in file order. They are skipped unless
 NYC311_COMPOSE_TEST=1 (set by `make compose-test`), as they need a Docker engine and the images.
@@ -454,6 +455,39 @@ def test_projector_killed_mid_stream_loses_and_doubles_nothing(stack: Stack, s3:
 
     publish_preceding_month(stack)
     check_published(stack, s3, totals)
+
+
+def test_projector_scales_out_across_partitions(stack: Stack) -> None:
+    """docs/RUNBOOK.md, "Running in containers": `--scale projector=2` shares the partitions
+    between two replicas, Prometheus scrapes each, and together they project every event."""
+    stack.run("up", "-d", "--no-deps", "--no-recreate", "--scale", "projector=2", "projector")
+    replicas = stack.run("ps", "-q", "projector").stdout.split()
+    assert len(replicas) == 2, replicas
+
+    def healthy() -> bool:
+        return all(json.loads(stack.docker("inspect", "-f", "{{json .State.Health.Status}}",
+                                           replica)) == "healthy" for replica in replicas)
+
+    # healthy = connected with partitions assigned: each replica holds some of them
+    wait_for("both projector replicas healthy", healthy, timeout=180, interval=3,
+             diagnose=lambda: stack.logs("projector"))
+    query = urllib.parse.urlencode({"query": 'up{job="projector"} == 1'})
+
+    def scraped() -> int:
+        with urllib.request.urlopen(stack.url("prometheus", f"/api/v1/query?{query}"),
+                                    timeout=10) as answer:
+            return len(json.load(answer)["data"]["result"])
+
+    wait_for("Prometheus scraping both replicas", lambda: scraped() == 2, timeout=120,
+             interval=5, diagnose=lambda: f"{scraped()} projector target(s) up")
+
+    stack.app("producer", "nyc311", "simulate", "--month", stack.month, "--requests", "2000",
+              "--seed", "313", "--no-progress")
+    totals = stack.topic_totals()
+    wait_for("the two replicas to project every request",
+             lambda: stack.sql("SELECT count(*) FROM nyc311.requests") == str(totals["requests"])
+             and stack.sql("SELECT count(*) FROM nyc311.closures") == str(totals["closures"]),
+             timeout=300, diagnose=lambda: stack.logs("projector"))
 
 
 def test_down_removes_every_container_network_and_volume(stack: Stack) -> None:

@@ -549,10 +549,14 @@ def test_prometheus_scrapes_every_service_on_its_metrics_port():
     config = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
     scraped: dict[str, int] = {}
     for job in config["scrape_configs"]:
-        for static in job["static_configs"]:
+        for static in job.get("static_configs", []):
             for target in static["targets"]:
                 host, _, port = target.partition(":")
                 scraped[host] = int(port)
+        for dns in job.get("dns_sd_configs", []):  # the consumers: every replica, by DNS
+            assert dns["type"] == "A", job["job_name"]
+            for host in dns["names"]:
+                scraped[host] = int(dns["port"])
     expected = metrics_ports(compose)
     assert {"projector", "dispatcher", "reopen-forwarder", "aggregator", "survey-web",
             "lag-exporter"} <= set(expected)
