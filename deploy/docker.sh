@@ -197,6 +197,8 @@ kafka_image() {
     uuid=$(docker run --rm --hostname localhost --entrypoint kafka-storage.sh "$KAFKA_IMAGE" \
         random-uuid) || die "$KAFKA_IMAGE does not run the Kafka tools"
     [[ $uuid =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka-storage.sh random-uuid printed '$uuid'"
+    docker run --rm "$KAFKA_IMAGE" test -x /etc/kafka/docker/run \
+        || die "$KAFKA_IMAGE has no /etc/kafka/docker/run or does not run a command given"
     say "$KAFKA_IMAGE built: $(docker run --rm --entrypoint java "$KAFKA_IMAGE" -version 2>&1 \
         | head -n 1), kafka-storage.sh answers"
 }
