@@ -35,6 +35,9 @@
 #                                  `db summary` from nyc311-pipeline:local, a wrong password
 #                                  refused, docker stop (prompt and clean), the schema still there
 #                                  after a restart; containers, network and volume removed after
+#   deploy/docker.sh test-clean    remove what a killed test run left: the containers and networks
+#                                  labelled nyc311.test=1 (tests/backends.py) of processes of this
+#                                  host that are gone; those of running test runs are kept
 #
 # The engine runs with --bridge=none and no iptables rules: containers reach each other only on
 # networks a test creates, and the host's loopback with --network host.
@@ -435,6 +438,51 @@ check_postgres() {
     say "check-postgres passed in $((SECONDS - started)) s"
 }
 
+# tests/backends.py's labels: nyc311.test=1, and the host, pid and start time (field 22 of
+# /proc/<pid>/stat) of the test process that owns the container or network.
+test_run_gone() {
+    local host=$1 pid=$2 started=$3 stat
+    [[ $host == "$(uname -n)" && $pid =~ ^[0-9]+$ ]] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    read -r -a stat <<<"$stat"
+    [[ -n $started && -n ${stat[19]:-} && ${stat[19]} != "$started" ]]
+}
+
+test_clean() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    local format='{{index .Labels "nyc311.test.host"}} {{index .Labels "nyc311.test.pid"}}'
+    format+=' {{index .Labels "nyc311.test.started"}}'
+    local kind id host pid started removed=0 kept=0
+    for kind in container network; do
+        while read -r id; do
+            [[ -n $id ]] || continue
+            if [[ $kind == container ]]; then
+                read -r host pid started < <(docker inspect -f "${format//.Labels/.Config.Labels}" "$id")
+            else
+                read -r host pid started < <(docker network inspect -f "$format" "$id")
+            fi
+            if test_run_gone "$host" "$pid" "${started:-}"; then
+                if [[ $kind == container ]]; then
+                    docker rm -f -v "$id" >/dev/null
+                else
+                    docker network rm "$id" >/dev/null
+                fi
+                say "removed $kind $id (test process $pid on $host is gone)"
+                removed=$((removed + 1))
+            else
+                kept=$((kept + 1))
+            fi
+        done < <(if [[ $kind == container ]]; then
+                     docker ps -aq --filter label=nyc311.test=1
+                 else
+                     docker network ls -q --filter label=nyc311.test=1
+                 fi)
+    done
+    say "test-clean: $removed removed, $kept kept (running, or of another host)"
+}
+
 case ${1:-} in
     engine-up) engine_up ;;
     engine-down) engine_down ;;
@@ -446,5 +494,6 @@ case ${1:-} in
     postgres-image) postgres_image ;;
     images) base_image; app_image; kafka_image; postgres_image ;;
     check-postgres) check_postgres ;;
+    test-clean) test_clean ;;
     *) sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 2 ;;
 esac
