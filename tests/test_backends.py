@@ -1,0 +1,174 @@
+"""tests/backends.py's choices for the Docker backend, without Docker: which images, whether Ryuk
+runs, which labelled containers count as a dead run's leftovers, SIGTERM turned into Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests import backends
+from tests.backends import (
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_STARTED,
+    LOCAL_KAFKA_IMAGE,
+    LOCAL_POSTGRES_IMAGE,
+    OFFICIAL_KAFKA_IMAGE,
+    OFFICIAL_POSTGRES_IMAGE,
+    choose_image,
+    is_leftover,
+    process_started,
+    run_labels,
+    ryuk_disabled_by_default,
+)
+
+
+def present(*images: str):
+    return lambda image: image in images
+
+
+@pytest.mark.parametrize(
+    ("official", "local"),
+    [(OFFICIAL_KAFKA_IMAGE, LOCAL_KAFKA_IMAGE), (OFFICIAL_POSTGRES_IMAGE, LOCAL_POSTGRES_IMAGE)],
+)
+def test_the_image_is_the_variable_then_the_official_then_the_local_stand_in(official, local):
+    assert choose_image("my/kafka:1", official, local, present(official, local)) == "my/kafka:1"
+    assert choose_image(" my/kafka:1 ", official, local, present()) == "my/kafka:1"
+    assert choose_image(None, official, local, present(official, local)) == official
+    assert choose_image("", official, local, present(local)) == local
+    assert choose_image(None, official, local, present(local)) == local
+    # neither is there: the official one, which testcontainers pulls
+    assert choose_image(None, official, local, present()) == official
+
+
+def test_ryuk_is_disabled_only_when_nothing_says_so_and_its_image_is_missing():
+    reaper_calls = []
+
+    def reaper(there: bool):
+        def check() -> bool:
+            reaper_calls.append(there)
+            return there
+        return check
+
+    assert ryuk_disabled_by_default({}, {}, reaper(False)) is True
+    assert ryuk_disabled_by_default({}, {}, reaper(True)) is False
+    # an explicit setting, either way, is left to testcontainers
+    for value in ("true", "false", "0"):
+        assert ryuk_disabled_by_default({"TESTCONTAINERS_RYUK_DISABLED": value}, {},
+                                        reaper(False)) is False
+        assert ryuk_disabled_by_default({}, {"ryuk.disabled": value}, reaper(False)) is False
+    assert reaper_calls == [False, True]
+    assert ryuk_disabled_by_default({"TESTCONTAINERS_RYUK_DISABLED": " "}, {},
+                                    reaper(False)) is True
+
+
+def test_the_labels_name_this_process_and_its_start():
+    labels = run_labels()
+    assert labels[LABEL] == "1"
+    assert labels[LABEL_HOST] == socket.gethostname()
+    assert labels[LABEL_PID] == str(os.getpid())
+    assert labels[LABEL_STARTED] == process_started(os.getpid())
+    if sys.platform == "linux":
+        assert labels[LABEL_STARTED].isdigit()
+
+
+def test_a_process_that_is_gone_has_no_start_time():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert process_started(child.pid) is None
+    assert process_started(os.getpid()) is not None
+
+
+def labels(pid: int, started: str = "100", host: str | None = None) -> dict[str, str]:
+    return {LABEL: "1", LABEL_HOST: host or socket.gethostname(), LABEL_PID: str(pid),
+            LABEL_STARTED: started}
+
+
+def test_leftovers_are_the_runs_of_this_host_whose_process_is_gone_or_another():
+    host = socket.gethostname()
+    gone = {4242: None}
+    running = {4242: "100"}
+    reused = {4242: "999"}
+    unknown = {4242: ""}
+    assert is_leftover(labels(4242), host, gone.get) is True
+    assert is_leftover(labels(4242), host, reused.get) is True  # the pid was reused
+    assert is_leftover(labels(4242), host, running.get) is False
+    assert is_leftover(labels(4242), host, unknown.get) is False  # alive, start time unknown
+    assert is_leftover(labels(4242, started=""), host, reused.get) is False
+    # another host's runs, unlabelled or mislabelled containers are never touched
+    assert is_leftover(labels(4242, host="elsewhere"), host, gone.get) is False
+    assert is_leftover({**labels(4242), LABEL: "0"}, host, gone.get) is False
+    assert is_leftover({**labels(4242), LABEL_PID: "x"}, host, gone.get) is False
+    assert is_leftover({}, host, gone.get) is False
+
+
+def test_this_process_is_never_a_leftover():
+    assert is_leftover(run_labels(), socket.gethostname()) is False
+
+
+class FakeItem:
+    def __init__(self, name: str, item_labels: dict[str, str]) -> None:
+        self.name = name
+        self.labels = item_labels
+        self.attrs = {"Labels": item_labels}
+        self.removed = False
+
+    def remove(self, **_: object) -> None:
+        self.removed = True
+
+
+class FakeCollection:
+    def __init__(self, items: list[FakeItem]) -> None:
+        self.items = items
+        self.filters: list[object] = []
+
+    def list(self, **kwargs: object) -> list[FakeItem]:
+        self.filters.append(kwargs.get("filters"))
+        return self.items
+
+
+class FakeClient:
+    def __init__(self, containers: list[FakeItem], networks: list[FakeItem]) -> None:
+        self.containers = FakeCollection(containers)
+        self.networks = FakeCollection(networks)
+
+
+def test_remove_leftovers_removes_dead_runs_only():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = labels(child.pid, started="1")
+    dead_kafka, dead_db, dead_net = (FakeItem(n, dead) for n in ("dead-kafka", "dead-db", "dead"))
+    mine = FakeItem("mine-kafka", run_labels())
+    mine_net = FakeItem("mine", run_labels())
+    client = FakeClient([dead_kafka, mine, dead_db], [mine_net, dead_net])
+    assert backends.remove_leftovers(client) == ["dead-kafka", "dead-db", "dead"]
+    assert dead_kafka.removed and dead_db.removed and dead_net.removed
+    assert not mine.removed and not mine_net.removed
+    assert client.containers.filters == [{"label": "nyc311.test=1"}]
+    assert client.networks.filters == [{"label": "nyc311.test=1"}]
+
+
+def test_sigterm_stops_the_run_as_ctrl_c_does_unless_something_else_handles_it():
+    before = signal.getsignal(signal.SIGTERM)
+    containers = backends._Containers()
+    containers._owner = os.getpid()
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        containers._stop_on_sigterm()
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        def mine(signum, frame):
+            return None
+
+        signal.signal(signal.SIGTERM, mine)
+        containers._stop_on_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
