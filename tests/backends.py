@@ -11,8 +11,9 @@
 4. otherwise a :class:`RuntimeError` that says how to get servers.
 
 ``NYC311_TEST_BACKEND=local`` never starts containers. The database role can ``CREATE DATABASE``
-in every case, since the tests create one database per test from a template (in a container,
-``POSTGRES_USER`` is the superuser).
+in every case, since the tests create one database per test from a template. In a container,
+as with ``make services-up``, it is the role ``nyc311`` with ``CREATEDB CREATEROLE`` (no
+superuser), owning the database ``nyc311``; the container's superuser only provisions them.
 
 Containers (see :func:`choose_image`): ``NYC311_TEST_KAFKA_IMAGE`` and
 ``NYC311_TEST_POSTGRES_IMAGE`` name the images when set. Otherwise each is the official image
@@ -73,6 +74,7 @@ LABEL_PID = "nyc311.test.pid"
 LABEL_STARTED = "nyc311.test.started"
 
 DB_USER = DB_PASSWORD = DB_NAME = "nyc311"
+DB_SUPERUSER = "postgres"  # the container's POSTGRES_USER, used only to provision DB_USER
 
 
 @dataclass(frozen=True)
@@ -345,9 +347,31 @@ def _postgres_container(image: str, **kwargs: Any) -> Any:
         from testcontainers.community.postgres import PostgresContainer
     except ImportError:  # testcontainers < 4.14
         from testcontainers.postgres import PostgresContainer
-    # POSTGRES_USER is a superuser, so it can create the per-test databases.
-    return PostgresContainer(image, username=DB_USER, password=DB_PASSWORD, dbname=DB_NAME,
-                             **kwargs)
+    return PostgresContainer(image, username=DB_SUPERUSER, password=DB_PASSWORD,
+                             dbname=DB_SUPERUSER, **kwargs)
+
+
+def provision_statements() -> list[str]:
+    """The tests' role and database, as ``services/services.sh up`` provisions them: a role that
+    can create databases and roles but is no superuser (a superuser would pass, for one, the
+    ``CONNECTION LIMIT 0`` the outage tests set), owning its database."""
+    return [
+        f"CREATE ROLE {DB_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{DB_PASSWORD}'",
+        f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}",
+    ]
+
+
+def _provision_postgres(container: Any) -> str:
+    """Create the tests' role and database in ``container``; returns their URL."""
+    import psycopg
+
+    superuser_url = plain_postgres_url(container.get_connection_url())
+    with psycopg.connect(superuser_url, autocommit=True) as admin:
+        for statement in provision_statements():
+            admin.execute(statement)
+    host = container.get_container_host_ip()
+    port = container.get_exposed_port(container.port)
+    return f"postgresql://{DB_USER}:{DB_PASSWORD}@{host}:{port}/{DB_NAME}"
 
 
 def _wait_for_log(container: Any, pattern: str, timeout: float) -> None:
@@ -417,7 +441,7 @@ class _Containers:
                 postgres = _postgres_container(postgres_image, name=f"{name}-postgres", **common)
                 self._started.append(postgres)
                 postgres.start()
-                database_url = plain_postgres_url(postgres.get_connection_url())
+                database_url = _provision_postgres(postgres)
 
                 if "cp-kafka" in kafka_image:
                     kafka = _confluent_kafka_container(kafka_image, name=f"{name}-kafka", **common)

@@ -24,6 +24,7 @@ from tests.backends import (
     choose_image,
     is_leftover,
     process_started,
+    provision_statements,
     run_labels,
     ryuk_disabled_by_default,
 )
@@ -172,3 +173,11 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_unless_something_else_handles_it()
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_the_containers_role_is_the_one_the_local_services_provision():
+    services_sh = (backends.REPO_ROOT / "services" / "services.sh").read_text()
+    role, database = provision_statements()
+    assert role in services_sh
+    assert database in services_sh
+    assert "SUPERUSER" not in role.upper().replace("NOSUPERUSER", "")
