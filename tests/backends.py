@@ -1,16 +1,18 @@
 """Where the integration tests find their Kafka broker and PostgreSQL server.
 
-:func:`resolve_services` picks, in this order:
+:func:`resolve_services` follows ``NYC311_TEST_BACKEND``. With ``docker``, always throwaway
+containers started with testcontainers (whatever the environment or ``.env.services`` says, so
+a run beside the local services still tests the containers), or a :class:`RuntimeError` when
+no Docker engine answers. With ``auto`` (the default) or ``local``, in this order:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` from the environment (for a variable that is
    not set, the value in ``.env.services`` is used, as :mod:`nyc311.settings` does);
 2. ``.env.services`` at the repository root, written by ``make services-up``
    (``services/services.sh up``);
-3. throwaway containers started with testcontainers when ``NYC311_TEST_BACKEND`` is ``docker``,
-   or when it is ``auto`` (the default) and a Docker engine answers;
+3. with ``auto``, containers when a Docker engine answers (``local`` never starts any);
 4. otherwise a :class:`RuntimeError` that says how to get servers.
 
-``NYC311_TEST_BACKEND=local`` never starts containers. The database role can ``CREATE DATABASE``
+The database role can ``CREATE DATABASE``
 in every case, since the tests create one database per test from a template. In a container,
 as with ``make services-up``, it is the role ``nyc311`` with ``CREATEDB CREATEROLE`` (no
 superuser), owning the database ``nyc311``; the container's superuser only provisions them.
@@ -229,20 +231,23 @@ def resolve_services() -> Services:
     if backend not in {"auto", "docker", "local"}:
         raise RuntimeError(f"{BACKEND_VAR}={backend!r}: expected auto, docker or local")
 
+    if backend == "docker":
+        if docker_available():
+            return _containers.start()
+        raise RuntimeError(
+            f"{BACKEND_VAR}=docker but no Docker engine answers: start Docker, or unset "
+            f"{BACKEND_VAR} and run `make services-up`."
+        )
+
     file_values = read_env_file()
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or file_values.get("KAFKA_BOOTSTRAP_SERVERS")
     database = os.environ.get("DATABASE_URL") or file_values.get("DATABASE_URL")
     if kafka and database:
         return Services(kafka, plain_postgres_url(database))
 
-    if backend != "local" and docker_available():
+    if backend == "auto" and docker_available():
         return _containers.start()
 
-    if backend == "docker":
-        raise RuntimeError(
-            f"{BACKEND_VAR}=docker but no Docker engine answers: start Docker, or unset "
-            f"{BACKEND_VAR} and run `make services-up`."
-        )
     raise RuntimeError(
         "No Kafka broker and PostgreSQL server for the integration tests: "
         "run `make services-up` (services/services.sh up), "

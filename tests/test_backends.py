@@ -181,3 +181,62 @@ def test_the_containers_role_is_the_one_the_local_services_provision():
     assert role in services_sh
     assert database in services_sh
     assert "SUPERUSER" not in role.upper().replace("NOSUPERUSER", "")
+
+
+
+@pytest.fixture
+def resolve(monkeypatch):
+    """resolve_services with a fake engine, container start and .env.services; returns a call
+    that sets the backend and the engine's presence, and the record of container starts."""
+    starts: list[str] = []
+    env_file: dict[str, str] = {}
+    monkeypatch.setattr(backends, "read_env_file", lambda *args: dict(env_file))
+    monkeypatch.setattr(backends._containers, "start",
+                        lambda: starts.append("start") or backends.Services("c:1", "postgresql://c"))
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "NYC311_TEST_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+
+    def call(backend: str | None, engine: bool) -> backends.Services:
+        if backend is not None:
+            monkeypatch.setenv("NYC311_TEST_BACKEND", backend)
+        monkeypatch.setattr(backends, "docker_available", lambda *args: engine)
+        return backends.resolve_services()
+
+    call.starts = starts  # type: ignore[attr-defined]
+    call.env_file = env_file  # type: ignore[attr-defined]
+    return call
+
+
+def test_docker_means_containers_even_beside_configured_services(resolve, monkeypatch):
+    resolve.env_file.update(KAFKA_BOOTSTRAP_SERVERS="localhost:9092",
+                            DATABASE_URL="postgresql://nyc311:nyc311@localhost:5432/nyc311")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env:9092")
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://env/nyc311")
+    assert resolve("docker", engine=True).kafka_bootstrap_servers == "c:1"
+    assert resolve.starts == ["start"]
+    with pytest.raises(RuntimeError, match="no Docker engine answers"):
+        resolve("docker", engine=False)
+
+
+def test_auto_and_local_use_the_configured_services_first(resolve, monkeypatch):
+    resolve.env_file.update(KAFKA_BOOTSTRAP_SERVERS="localhost:9092",
+                            DATABASE_URL="postgresql+psycopg2://nyc311@localhost/nyc311")
+    for backend in (None, "auto", "local"):
+        services = resolve(backend, engine=True)
+        assert services == backends.Services("localhost:9092",
+                                             "postgresql://nyc311@localhost/nyc311")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env:9092")
+    assert resolve("auto", engine=True).kafka_bootstrap_servers == "env:9092"
+    assert resolve.starts == []
+
+
+def test_with_no_services_auto_starts_containers_and_local_says_how_to_get_them(resolve):
+    assert resolve("auto", engine=True).kafka_bootstrap_servers == "c:1"
+    assert resolve.starts == ["start"]
+    with pytest.raises(RuntimeError, match="make services-up"):
+        resolve("auto", engine=False)
+    with pytest.raises(RuntimeError, match="make services-up"):
+        resolve("local", engine=True)
+    with pytest.raises(RuntimeError, match="expected auto, docker or local"):
+        resolve("podman", engine=True)
+    assert resolve.starts == ["start"]
