@@ -12,10 +12,10 @@ no Docker engine answers. With ``auto`` (the default) or ``local``, in this orde
 3. with ``auto``, containers when a Docker engine answers (``local`` never starts any);
 4. otherwise a :class:`RuntimeError` that says how to get servers.
 
-The database role can ``CREATE DATABASE``
-in every case, since the tests create one database per test from a template. In a container,
-as with ``make services-up``, it is the role ``nyc311`` with ``CREATEDB CREATEROLE`` (no
-superuser), owning the database ``nyc311``; the container's superuser only provisions them.
+The database role can ``CREATE DATABASE`` in every case, since the tests create one database
+per test from a template. In a container, as with ``make services-up``, it is the role
+``nyc311`` with ``CREATEDB CREATEROLE`` (no superuser), owning the database ``nyc311``; the
+container's superuser only provisions them.
 
 Containers (see :func:`choose_image`): ``NYC311_TEST_KAFKA_IMAGE`` and
 ``NYC311_TEST_POSTGRES_IMAGE`` name the images when set. Otherwise each is the official image
