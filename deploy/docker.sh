@@ -69,6 +69,9 @@
 #                                  (promtool, its scrape jobs loaded); a message from the app
 #                                  image in the catcher's Maildir; each stopped promptly (builds
 #                                  missing images first; removes what it made however it ends)
+#   deploy/docker.sh test-clean    remove what a killed test run left: the containers and networks
+#                                  labelled nyc311.test=1 (tests/backends.py) of processes of this
+#                                  host that are gone; those of running test runs are kept
 #
 # The engine runs with --bridge=none and no iptables rules: containers reach each other only on
 # networks a test creates, and the host's loopback with --network host.
@@ -234,6 +237,8 @@ kafka_image() {
     uuid=$(docker run --rm --hostname localhost --entrypoint kafka-storage.sh "$KAFKA_IMAGE" \
         random-uuid) || die "$KAFKA_IMAGE does not run the Kafka tools"
     [[ $uuid =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka-storage.sh random-uuid printed '$uuid'"
+    docker run --rm "$KAFKA_IMAGE" test -x /etc/kafka/docker/run \
+        || die "$KAFKA_IMAGE has no /etc/kafka/docker/run or does not run a command given"
     say "$KAFKA_IMAGE built: $(docker run --rm --entrypoint java "$KAFKA_IMAGE" -version 2>&1 \
         | head -n 1), kafka-storage.sh answers"
 }
@@ -912,6 +917,51 @@ all_images() {
     base_image; app_image; kafka_image; postgres_image; s3_image; prometheus_image; mail_image
 }
 
+# tests/backends.py's labels: nyc311.test=1, and the host, pid and start time (field 22 of
+# /proc/<pid>/stat) of the test process that owns the container or network.
+test_run_gone() {
+    local host=$1 pid=$2 started=$3 stat
+    [[ $host == "$(uname -n)" && $pid =~ ^[0-9]+$ ]] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    read -r -a stat <<<"$stat"
+    [[ -n $started && -n ${stat[19]:-} && ${stat[19]} != "$started" ]]
+}
+
+test_clean() {
+    export DOCKER_HOST
+    DOCKER_HOST=$(engine_host)
+    local format='{{index .Labels "nyc311.test.host"}} {{index .Labels "nyc311.test.pid"}}'
+    format+=' {{index .Labels "nyc311.test.started"}}'
+    local kind id host pid started removed=0 kept=0
+    for kind in container network; do
+        while read -r id; do
+            [[ -n $id ]] || continue
+            if [[ $kind == container ]]; then
+                read -r host pid started < <(docker inspect -f "${format//.Labels/.Config.Labels}" "$id")
+            else
+                read -r host pid started < <(docker network inspect -f "$format" "$id")
+            fi
+            if test_run_gone "$host" "$pid" "${started:-}"; then
+                if [[ $kind == container ]]; then
+                    docker rm -f -v "$id" >/dev/null
+                else
+                    docker network rm "$id" >/dev/null
+                fi
+                say "removed $kind $id (test process $pid on $host is gone)"
+                removed=$((removed + 1))
+            else
+                kept=$((kept + 1))
+            fi
+        done < <(if [[ $kind == container ]]; then
+                     docker ps -aq --filter label=nyc311.test=1
+                 else
+                     docker network ls -q --filter label=nyc311.test=1
+                 fi)
+    done
+    say "test-clean: $removed removed, $kept kept (running, or of another host)"
+}
+
 case ${1:-} in
     engine-up) engine_up ;;
     engine-down) engine_down ;;
@@ -928,5 +978,6 @@ case ${1:-} in
     prometheus-image) prometheus_image ;;
     mail-image) mail_image ;;
     check-standins) check_standins ;;
+    test-clean) test_clean ;;
     *) sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 2 ;;
 esac

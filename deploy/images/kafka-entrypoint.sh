@@ -13,6 +13,11 @@
 # unset gets its default value (so set the listeners, quorum and log.dirs together).
 # Arguments NAME=value are exported before anything else. The broker then replaces this script
 # (exec): it is PID 1 and `docker stop`'s SIGTERM shuts it down cleanly.
+#
+# The official image's layout: /etc/kafka/docker/run (the image's start script, which
+# testcontainers and other tools exec) is a link to this script, and a command given instead of
+# NAME=value arguments (`docker run IMAGE sh -c '…'`) runs as it is, as the official entrypoint
+# runs its CMD.
 set -euo pipefail
 
 KAFKA_HOME=/opt/kafka
@@ -20,6 +25,9 @@ CONFIG=$KAFKA_HOME/config/server.properties
 
 say() { printf '===> %s\n' "$*"; }
 
+if (($#)) && [[ $1 != *=* ]]; then
+    exec "$@"
+fi
 for arg in "$@"; do
     [[ $arg == *=* ]] || { say "error: argument '$arg' is not NAME=value"; exit 2; }
     export "${arg?}"

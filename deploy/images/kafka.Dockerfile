@@ -3,7 +3,10 @@
 # services/services.sh resolves with Maven, staged by deploy/docker.sh in build/kafka/libs. The
 # entrypoint (deploy/images/kafka-entrypoint.sh) takes the official image's KAFKA_* environment
 # and CLUSTER_ID, and /opt/kafka/bin has the official tools' names, so docker-compose.yml's kafka
-# service and its healthcheck run unchanged with KAFKA_IMAGE=nyc311-kafka:local.
+# service and its healthcheck run unchanged with KAFKA_IMAGE=nyc311-kafka:local. The official
+# start script's path, /etc/kafka/docker/run, links to the entrypoint too, so the tests' Kafka
+# container (tests/backends.py: a command that waits for its advertised address, then execs that
+# script) runs on either image.
 FROM local/debian:bookworm
 
 RUN apt-get update -qq \
@@ -25,7 +28,9 @@ RUN chmod 0755 /opt/kafka/bin/kafka-entrypoint.sh /opt/kafka/bin/kafka-run-class
     && for tool in topics consumer-groups broker-api-versions console-consumer console-producer \
        get-offsets metadata-quorum storage; do \
          ln -s kafka-run-class.sh "/opt/kafka/bin/kafka-$tool.sh"; \
-       done
+       done \
+    && mkdir -p /etc/kafka/docker \
+    && ln -s /opt/kafka/bin/kafka-entrypoint.sh /etc/kafka/docker/run
 
 ENV PATH=/opt/kafka/bin:$PATH
 USER appuser
