@@ -881,13 +881,21 @@ run_checks() {
         auto|yes) ;;
         *) die "NYC311_DOCKER=$want: expected auto, yes or no" ;;
     esac
+    local parts=("$@") part
+    ((${#parts[@]})) || parts=(compose backend)
+    for part in "${parts[@]}"; do
+        [[ $part == compose || $part == backend ]] || die "unknown check '$part' (compose, backend)"
+    done
     [[ -x $pytest ]] || die "no .venv/bin/pytest: run make install first"
     host=$(engine_host)
     if ! { command -v docker >/dev/null && answers "$host"; }; then
-        if [[ -n ${DOCKER_HOST:-} || $(id -u) != 0 ]]; then
-            [[ $want == yes ]] && die "no Docker engine answers at $host, and starting one needs root"
-            say "no Docker engine answers at $host and starting one needs root:" \
-                "the Docker checks are skipped (the suite ran on local processes)"
+        local why=""
+        if [[ -n ${DOCKER_HOST:-} ]]; then why="DOCKER_HOST=$DOCKER_HOST does not answer"
+        elif [[ $(id -u) != 0 ]]; then why="no Docker engine answers and starting one needs root"
+        fi
+        if [[ -n $why ]]; then
+            [[ $want == yes ]] && die "$why"
+            say "$why: the Docker checks are skipped (NYC311_DOCKER=yes makes this an error)"
             return 0
         fi
         started=1
@@ -897,8 +905,6 @@ run_checks() {
     export DOCKER_HOST
     DOCKER_HOST=$(engine_host)
     all_images
-    local parts=("$@") part
-    ((${#parts[@]})) || parts=(compose backend)
     for part in "${parts[@]}"; do
         case $part in
             compose)
@@ -908,7 +914,6 @@ run_checks() {
                 say "consumers/ and reports/ integration tests on testcontainers"
                 (cd "$REPO_ROOT" && NYC311_TEST_BACKEND=docker "$pytest" tests/consumers \
                     tests/reports) ;;
-            *) die "unknown check '$part' (compose, backend)" ;;
         esac
     done
 }
