@@ -117,10 +117,14 @@ class Stack:
     month: str
     compose: list[str] = field(default_factory=compose_command)
 
+    def command(self, *args: str) -> list[str]:
+        """The compose command line of this project for ``args``."""
+        return [*self.compose, "-p", self.project, "-f", str(REPO / "docker-compose.yml"),
+                "-f", str(REPO / "deploy" / "compose.check.yml"), *args]
+
     def run(self, *args: str, input: str | None = None, timeout: float = 300,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = [*self.compose, "-p", self.project, "-f", str(REPO / "docker-compose.yml"),
-                   "-f", str(REPO / "deploy" / "compose.check.yml"), *args]
+        command = self.command(*args)
         done = subprocess.run(command, cwd=REPO, env=self.env, input=input, text=True,
                               capture_output=True, timeout=timeout, check=False)
         if check and done.returncode != 0:
@@ -418,12 +422,10 @@ def test_prometheus_has_lag_for_every_consumer_group(stack: Stack) -> None:
 def test_projector_killed_mid_stream_loses_and_doubles_nothing(stack: Stack, s3: Any) -> None:
     before = int(stack.sql("SELECT count(*) FROM nyc311.requests"))
     producer = subprocess.Popen(
-        [*stack.compose, "-p", stack.project, "-f", str(REPO / "docker-compose.yml"),
-         "-f", str(REPO / "deploy" / "compose.check.yml"), "run", "--rm", "--no-deps", "-T",
-         "-e", "DATABASE_URL=postgresql://producer:"
-               f"{stack.env['NYC311_PRODUCER_DB_PASSWORD']}@postgres:5432/nyc311",
-         "migrate", "nyc311", "simulate", "--month", stack.month, "--requests",
-         str(SECOND_BATCH), "--seed", "312", "--no-progress"],
+        stack.command("run", "--rm", "--no-deps", "-T", "-e", "DATABASE_URL=postgresql://producer:"
+                      f"{stack.env['NYC311_PRODUCER_DB_PASSWORD']}@postgres:5432/nyc311",
+                      "migrate", "nyc311", "simulate", "--month", stack.month, "--requests",
+                      str(SECOND_BATCH), "--seed", "312", "--no-progress"),
         cwd=REPO, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         projector = stack.container("projector")
