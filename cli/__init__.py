@@ -14,8 +14,34 @@ from cli import db, operate, privacy, produce, publish, run, survey
 from cli.context import Context, env_help
 
 
-@click.group(epilog=env_help(), context_settings={"help_option_names": ["-h", "--help"],
-                                                   "max_content_width": 100})
+class Nyc311(click.Group):
+    """The root group: a PostgreSQL server that cannot be reached, or refuses the login, ends
+    a command with one line that says so (exit status 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            reason = unreachable_database(exc)
+            if reason is None:
+                raise
+            raise click.ClickException(f"PostgreSQL (DATABASE_URL): {reason}") from None
+
+
+def unreachable_database(exc: BaseException) -> str | None:
+    """A connection failure's message on one line (psycopg's, or one SQLAlchemy wraps); None for
+    anything else."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    cause = exc.orig if isinstance(exc, OperationalError) else exc
+    if not isinstance(cause, psycopg.OperationalError) or "connection" not in str(cause):
+        return None
+    return " ".join(str(cause).split()) or type(cause).__name__
+
+
+@click.group(cls=Nyc311, epilog=env_help(),
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               help="Log line format (default: text on a terminal, JSON otherwise).")
