@@ -922,49 +922,25 @@ all_images() {
     base_image; app_image; kafka_image; postgres_image; s3_image; prometheus_image; mail_image
 }
 
-# tests/backends.py's labels: nyc311.test=1, and the host, pid and start time (field 22 of
-# /proc/<pid>/stat) of the test process that owns the container or network.
-test_run_gone() {
-    local host=$1 pid=$2 started=$3 stat
-    [[ $host == "$(uname -n)" && $pid =~ ^[0-9]+$ ]] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
-    stat=${stat##*) }
-    read -r -a stat <<<"$stat"
-    [[ -n $started && -n ${stat[19]:-} && ${stat[19]} != "$started" ]]
-}
-
+# What a killed test run left: tests/backends.py's remove_leftovers, the same rule the next
+# Docker-backend run applies at its start (the labels nyc311.test=1 and the owning process's
+# host, pid and start time; running runs' and other hosts' are kept). Needs the virtualenv.
 test_clean() {
     export DOCKER_HOST
     DOCKER_HOST=$(engine_host)
-    local format='{{index .Labels "nyc311.test.host"}} {{index .Labels "nyc311.test.pid"}}'
-    format+=' {{index .Labels "nyc311.test.started"}}'
-    local kind id host pid started removed=0 kept=0
-    for kind in container network; do
-        while read -r id; do
-            [[ -n $id ]] || continue
-            if [[ $kind == container ]]; then
-                read -r host pid started < <(docker inspect -f "${format//.Labels/.Config.Labels}" "$id")
-            else
-                read -r host pid started < <(docker network inspect -f "$format" "$id")
-            fi
-            if test_run_gone "$host" "$pid" "${started:-}"; then
-                if [[ $kind == container ]]; then
-                    docker rm -f -v "$id" >/dev/null
-                else
-                    docker network rm "$id" >/dev/null
-                fi
-                say "removed $kind $id (test process $pid on $host is gone)"
-                removed=$((removed + 1))
-            else
-                kept=$((kept + 1))
-            fi
-        done < <(if [[ $kind == container ]]; then
-                     docker ps -aq --filter label=nyc311.test=1
-                 else
-                     docker network ls -q --filter label=nyc311.test=1
-                 fi)
-    done
-    say "test-clean: $removed removed, $kept kept (running, or of another host)"
+    local python=$REPO_ROOT/.venv/bin/python
+    [[ -x $python ]] || die "no .venv/bin/python: run make install first"
+    (cd "$REPO_ROOT" && "$python" - <<'EOF'
+import docker
+
+from tests.backends import remove_leftovers
+
+removed = remove_leftovers(docker.from_env())
+for name in removed:
+    print(f"docker: removed {name} (its test process is gone)")
+print(f"docker: test-clean: {len(removed)} removed")
+EOF
+    ) >&2
 }
 
 case ${1:-} in
