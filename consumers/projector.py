@@ -136,7 +136,7 @@ def event_rows(name: str, r: dict[str, Any]) -> Rows:
     if name == "survey_answered":
         return [(ANSWERS, (r["survey_id"], r["event_id"], r["request_id"], r["occurred_at"],
                            r["language"], r["satisfaction"], r["reopen_requested"],
-                           r["feedback"]))]
+                           r["feedback"], r.get("dissatisfaction_reason")))]
     raise DecodeError(f"the projector does not project {name}")
 
 

@@ -1,10 +1,11 @@
-"""The four monthly tables, computed in PostgreSQL (ARCHITECTURE §7).
+"""The monthly tables' counts and rates, computed in PostgreSQL (ARCHITECTURE §7).
 
 Month M runs from the first instant of M to the first instant of M+1 in America/New_York, which
 PostgreSQL converts with the time zone database, daylight saving time included. Every filter is
 on event time (created_at, closed_at, answered_at), so the same projection gives the same
 numbers; only late events change them. Each query writes its rows into a temporary table
-``_new_<table>``; :mod:`reports.publish` compares them with the published revision.
+``_new_<table>``; :mod:`reports.publish` completes them with intervals and reliability
+(:mod:`reports.measures`) and compares them with the published revision.
 """
 
 from __future__ import annotations
@@ -89,11 +90,24 @@ SELECT %(month)s AS month, agency, complaint_type, responses, strongly_agree, ag
 FROM counted
 """
 
+_RESPONSE = """
+SELECT %(month)s AS month, r.agency,
+       count(*) AS surveys_sent,
+       count(a.survey_id) AS surveys_answered,
+       round(count(a.survey_id)::numeric / count(*), 4) AS response_rate
+FROM surveys s
+JOIN requests r USING (request_id)
+LEFT JOIN survey_answers a ON a.survey_id = s.survey_id AND a.answered_at < %(as_of)s
+WHERE s.sent_at >= %(start)s AND s.sent_at < %(end)s
+GROUP BY r.agency
+"""
+
 QUERIES = {
     "requests_received": _RECEIVED,
     "closure_rates": _CLOSURE,
     "reopen_rates": _REOPEN,
     "satisfaction": _SATISFACTION,
+    "survey_response_rates": _RESPONSE,
 }
 
 
@@ -115,7 +129,7 @@ def month_bounds(conn: psycopg.Connection, month: str) -> tuple[datetime, dateti
 
 
 def aggregate(conn: psycopg.Connection, month: str, as_of: datetime) -> None:
-    """Compute the four tables of ``month`` into temporary tables ``_new_<table>``."""
+    """Compute the tables of ``month`` into temporary tables ``_new_<table>``."""
     start, end = month_bounds(conn, month)
     params = {"month": month, "start": start, "end": end, "as_of": as_of}
     # CREATE TABLE AS takes no server-side parameters: bind them on the client (values only)

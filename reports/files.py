@@ -31,13 +31,15 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from reports.measures import RELIABILITY
 from reports.model import TABLES, Column, Publication, TableSpec
 
 #: Decimals of every "number" column; a number column not listed here is a rate (4 decimals).
-DECIMALS: dict[str, int] = {"mean_score": 2}
+SCORES = ("mean_score", "mean_score_ci_low", "mean_score_ci_high")
+DECIMALS: dict[str, int] = dict.fromkeys(SCORES, 2)
 RATE_DECIMALS = 4
 #: The bounds each number column is documented with in datapackage.json.
-NUMBER_RANGE: dict[str, tuple[int, int]] = {"mean_score": (0, 100)}
+NUMBER_RANGE: dict[str, tuple[int, int]] = dict.fromkeys(SCORES, (0, 100))
 
 DATA_DIR = "data"
 
@@ -195,6 +197,8 @@ def _field(spec: TableSpec, column: Column) -> dict[str, Any]:
     if column.type == "number":
         low, high = NUMBER_RANGE.get(column.name, (0, 1))
         constraints.update(minimum=low, maximum=high)
+    if column.name == "reliability":
+        constraints["enum"] = list(RELIABILITY)
     if column.type == "datetime":
         field["format"] = "any"  # ISO 8601 with a UTC offset; "default" would demand UTC "Z"
     if constraints:
@@ -233,7 +237,7 @@ def history(pub: Publication) -> list[tuple[int, datetime, list[str]]]:
 
 
 def datapackage(pub: Publication, csvs: dict[str, bytes]) -> dict[str, Any]:
-    """The Frictionless Data Package (v1, tabular) describing the month's four CSV files.
+    """The Frictionless Data Package (v1, tabular) describing the month's CSV files.
 
     Only the CSV files are resources: the JSON files hold the very same rows, and listing them
     too would make every Data Package tool load each table twice.
@@ -245,7 +249,8 @@ def datapackage(pub: Publication, csvs: dict[str, bytes]) -> dict[str, Any]:
         "description": (
             f"Monthly 311 service metrics for {pub.month} (New York time) published under Local "
             "Law 13 of 2025 (Administrative Code §23-306): requests received, closure rates, "
-            "reopen-request rates and satisfaction with the agency's response. Each table is also "
+            "reopen-request rates and satisfaction with the agency's response, with each rate's "
+            "95% interval and a reliability flag, and survey response rates. Each table is also "
             "published as a JSON array of row objects beside its CSV file; revisions.json lists "
             "the revisions of this month and what each changed."
         ),

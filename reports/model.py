@@ -16,6 +16,8 @@ class Column:
     name: str
     type: str  # Frictionless Table Schema type: string, integer, number, datetime
     description: str
+    #: computed from the row's counts by reports.measures.complete, not by the aggregation
+    derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,35 @@ class TableSpec:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def aggregated_names(self) -> list[str]:
+        """The columns the aggregation computes (reports/aggregate.py); the others derive."""
+        return [c.name for c in self.columns if not c.derived]
+
 
 MONTH = Column("month", "string", "Calendar month in America/New_York local time, YYYY-MM.")
 AGENCY = Column("agency", "string", "Agency acronym, e.g. HPD.")
 TYPE = Column("complaint_type", "string", "311 complaint type.")
+
+
+def _interval(rate: str, bound: str, of: str, scale: str = "0-1, 4 decimals") -> Column:
+    side = "Lower" if bound == "low" else "Upper"
+    return Column(f"{rate}_ci_{bound}", "number",
+                  f"{side} bound of the 95% {of} of {rate}, {scale}; empty when {rate} is.",
+                  derived=True)
+
+
+def _wilson(rate: str) -> tuple[Column, Column]:
+    return (_interval(rate, "low", "Wilson score interval"),
+            _interval(rate, "high", "Wilson score interval"))
+
+
+def _reliability(denominator: str) -> Column:
+    return Column(
+        "reliability", "string",
+        f"reliable, unreliable or suppressed, from {denominator}: suppressed below 10 (the "
+        "row's rates and intervals are empty, the counts stay), unreliable below 20 (the rates "
+        "are published but rest on few cases), reliable from 20.", derived=True)
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
@@ -55,7 +82,8 @@ TABLES: tuple[TableSpec, ...] = (
          Column("closure_rate", "number", "closed / received, 0-1, 4 decimals."),
          Column("as_of", "datetime",
                 "Closures up to this instant count (default: the first instant of the next "
-                "month, New York time), ISO 8601 with offset.")),
+                "month, New York time), ISO 8601 with offset."),
+         *_wilson("closure_rate"), _reliability("received")),
         ("agency", "complaint_type")),
     TableSpec(
         "reopen_rates", "Reopen-request rates",
@@ -65,8 +93,9 @@ TABLES: tuple[TableSpec, ...] = (
          Column("surveys_answered", "integer", "Surveys answered in the month."),
          Column("reopen_requested", "integer", "Of those, answers asking for a reopen."),
          Column("reopen_rate", "number",
-                "reopen_requested / surveys_answered, 0-1, 4 decimals; empty when no survey "
-                "was answered.")),
+                "reopen_requested / surveys_answered, 0-1, 4 decimals; empty when fewer than "
+                "10 surveys were answered (see reliability)."),
+         *_wilson("reopen_rate"), _reliability("surveys_answered")),
         ("complaint_type",)),
     TableSpec(
         "satisfaction", "Satisfaction with the agency's response",
@@ -80,11 +109,32 @@ TABLES: tuple[TableSpec, ...] = (
          Column("disagree", "integer", "Answers: Disagree (25)."),
          Column("strongly_disagree", "integer", "Answers: Strongly disagree (0)."),
          Column("share_satisfied", "number",
-                "(strongly_agree + agree) / responses, 0-1, 4 decimals; empty when no "
-                "response."),
+                "(strongly_agree + agree) / responses, 0-1, 4 decimals; empty when there "
+                "are fewer than 10 responses (see reliability)."),
          Column("mean_score", "number",
-                "Mean score on the 0-100 scale, 2 decimals; empty when no response.")),
+                "Mean score on the 0-100 scale, 2 decimals; empty when there are fewer than "
+                "10 responses."),
+         *_wilson("share_satisfied"),
+         _interval("mean_score", "low", "confidence interval (normal approximation)",
+                   "0-100, 2 decimals"),
+         _interval("mean_score", "high", "confidence interval (normal approximation)",
+                   "0-100, 2 decimals"),
+         _reliability("responses")),
         ("agency", "complaint_type")),
+    TableSpec(
+        "survey_response_rates", "Survey response rates",
+        "Surveys sent in the month by the agency of the request, and the share of them answered "
+        "by as_of, so readers can judge nonresponse.",
+        (MONTH, AGENCY,
+         Column("surveys_sent", "integer", "Surveys sent in the month (New York time)."),
+         Column("surveys_answered", "integer",
+                "Of those, surveys answered before as_of (the same instant as closure_rates'); "
+                "an answer counts in the month the survey was sent."),
+         Column("response_rate", "number",
+                "surveys_answered / surveys_sent, 0-1, 4 decimals; empty when fewer than 10 "
+                "surveys were sent."),
+         *_wilson("response_rate"), _reliability("surveys_sent")),
+        ("agency",)),
 )
 BY_NAME = {t.name: t for t in TABLES}
 

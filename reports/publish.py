@@ -24,6 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from reports.aggregate import MonthError, aggregate, check_month, month_bounds
+from reports.measures import complete
 from reports.model import BY_NAME, TABLES, Publication, Row
 
 SCHEMA = "published"  # the default projection's; every function takes ``schema``
@@ -40,13 +41,28 @@ def _value(value: Any) -> Any:
 
 
 def _rows(conn: psycopg.Connection, source: str, table: str, month: str) -> list[Row]:
+    """The rows of ``table`` for ``month`` in ``source``, completed (reports.measures): the
+    aggregated columns are read, the derived ones computed from them, in the published
+    schema as in a fresh aggregation."""
     spec = BY_NAME[table]
-    cols = ", ".join(spec.column_names)
+    names = spec.aggregated_names
     order = ", ".join(spec.key)
-    cur = conn.execute(f"SELECT {cols} FROM {source} WHERE month = %s ORDER BY {order}",
-                       (month,))
-    return [{c: _value(v) for c, v in zip(spec.column_names, row, strict=True)}
-            for row in cur.fetchall()]
+    cur = conn.execute(f"SELECT {', '.join(names)} FROM {source} WHERE month = %s "
+                       f"ORDER BY {order}", (month,))
+    rows = [{c: _value(v) for c, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+    return [complete(table, {c: row.get(c) for c in spec.column_names}) for row in rows]
+
+
+def _store(conn: psycopg.Connection, schema: str, month: str,
+           tables: dict[str, list[Row]]) -> None:
+    """Replace ``month``'s rows in the publication schema with ``tables``."""
+    for spec in TABLES:
+        cols = ", ".join(spec.column_names)
+        marks = ", ".join(["%s"] * len(spec.columns))
+        conn.execute(f'DELETE FROM "{schema}".{spec.name} WHERE month = %s', (month,))
+        with conn.cursor() as cur:
+            cur.executemany(f'INSERT INTO "{schema}".{spec.name} ({cols}) VALUES ({marks})',
+                            [[row[c] for c in spec.column_names] for row in tables[spec.name]])
 
 
 def _digest(tables: dict[str, list[Row]]) -> str:
@@ -134,13 +150,17 @@ def publish_month(conn: psycopg.Connection, month: str, as_of: datetime | None =
         if latest is not None and latest[1] == digest:
             return load_publication(conn, month, schema=schema), False
         old = {t.name: _rows(conn, f"{quoted}.{t.name}", t.name, month) for t in TABLES}
+        if latest is not None and old == new:
+            # Nothing a reader sees differs: the revision was published before a table or a
+            # derived column existed (its digest covers fewer columns). Store the rows as they
+            # are read now, with the digest that covers them, and keep the revision.
+            _store(conn, schema, month, new)
+            conn.execute(f"UPDATE {quoted}.revisions SET content_sha256 = %s "
+                         "WHERE month = %s AND revision = %s", (digest, month, latest[0]))
+            return load_publication(conn, month, schema=schema), False
         revision = 1 if latest is None else latest[0] + 1
         changes = describe_changes(old, new) if latest is not None else []
-        for spec in TABLES:
-            cols = ", ".join(spec.column_names)
-            conn.execute(f"DELETE FROM {quoted}.{spec.name} WHERE month = %s", (month,))
-            conn.execute(f"INSERT INTO {quoted}.{spec.name} ({cols}) "
-                         f"SELECT {cols} FROM _new_{spec.name}")
+        _store(conn, schema, month, new)
         conn.execute(
             f"INSERT INTO {quoted}.revisions (month, revision, as_of, published_at, "
             "content_sha256, changes) VALUES (%s, %s, %s, %s, %s, %s)",

@@ -150,7 +150,7 @@ def month_page(pub: Publication, files: dict[str, bytes], newer: Publication | N
     names = _agency_names(pub)
     tables = [html_table(pub, spec) for spec in TABLES]
     agencies = sorted({a for t in tables for attrs, _ in t.rows if (a := attrs.get("agency"))})
-    types = sorted({attrs["complaint_type"] for t in tables for attrs, _ in t.rows})
+    types = sorted({c for t in tables for attrs, _ in t.rows if (c := attrs.get("complaint_type"))})
     return _page(
         "month.html", "../", pub=pub, title=month_title(pub.month), tables=tables,
         agencies=[(a, names.get(a, "")) for a in agencies], complaint_types=types,

@@ -143,6 +143,8 @@ class SurveyAnswer(Base):
     satisfaction: Mapped[str | None] = mapped_column(Text)
     reopen_requested: Mapped[bool] = mapped_column(Boolean, nullable=False)
     feedback: Mapped[str | None] = mapped_column(Text)
+    # one of NYC's reasons, asked of a person who disagreed (SurveyAnswered v4); optional
+    dissatisfaction_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_survey_answers_answered_at", "answered_at"),
@@ -336,6 +338,9 @@ closure_rates = Table(
     *_counts("received", "closed"),
     Column("closure_rate", Numeric(5, 4)),
     Column("as_of", TZ, nullable=False),
+    Column("closure_rate_ci_low", Numeric(5, 4)),  # 0008: intervals and reliability
+    Column("closure_rate_ci_high", Numeric(5, 4)),
+    Column("reliability", Text),
 )
 
 reopen_rates = Table(
@@ -344,6 +349,9 @@ reopen_rates = Table(
     Column("complaint_type", Text, primary_key=True),
     *_counts("surveys_answered", "reopen_requested"),
     Column("reopen_rate", Numeric(5, 4)),
+    Column("reopen_rate_ci_low", Numeric(5, 4)),
+    Column("reopen_rate_ci_high", Numeric(5, 4)),
+    Column("reliability", Text),
 )
 
 satisfaction = Table(
@@ -354,6 +362,47 @@ satisfaction = Table(
     *_counts("responses", "strongly_agree", "agree", "neutral", "disagree", "strongly_disagree"),
     Column("share_satisfied", Numeric(5, 4)),
     Column("mean_score", Numeric(5, 2)),
+    Column("share_satisfied_ci_low", Numeric(5, 4)),
+    Column("share_satisfied_ci_high", Numeric(5, 4)),
+    Column("mean_score_ci_low", Numeric(5, 2)),
+    Column("mean_score_ci_high", Numeric(5, 2)),
+    Column("reliability", Text),
+)
+
+survey_responses = Table(  # 0008: NYC's survey dataset layout (Open Data 5ijn-vbdv)
+    "survey_responses", PUBLISHED,
+    Column("month", Text, primary_key=True),
+    Column("unique_key", Text, primary_key=True),
+    Column("agency_acronym", Text, nullable=False),
+    Column("agency_name", Text, nullable=False),
+    Column("complaint_type", Text, nullable=False),
+    Column("descriptor", Text),
+    Column("borough", Text),
+    Column("resolution_description", Text),
+    Column("survey_year", Integer, nullable=False),
+    Column("survey_month", Integer, nullable=False),
+    Column("satisfaction_response", Text),
+    Column("dissatisfaction_reason", Text),
+)
+
+survey_response_rates = Table(  # 0008: surveys sent in the month and how many were answered
+    "survey_response_rates", PUBLISHED,
+    Column("month", Text, primary_key=True),
+    Column("agency", Text, primary_key=True),
+    *_counts("surveys_sent", "surveys_answered"),
+    Column("response_rate", Numeric(5, 4)),
+    Column("response_rate_ci_low", Numeric(5, 4)),
+    Column("response_rate_ci_high", Numeric(5, 4)),
+    Column("reliability", Text),
+)
+
+publication_key = Table(  # 0008: the secret survey_responses' keys are derived from; one row
+    "publication_key", PUBLISHED,
+    Column("only_row", Boolean, primary_key=True, server_default=true()),
+    Column("key", LargeBinary, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    CheckConstraint("only_row", name="publication_key_only_row_check"),
+    CheckConstraint("length(key) = 32", name="publication_key_key_check"),
 )
 
 publication_owner = Table(  # the projection the schema belongs to: one row

@@ -65,8 +65,9 @@ GRANTS: dict[str, list[tuple[str, str, str]]] = {
         *(("", t, "SELECT") for t in ("requests", "closures", "surveys", "survey_answers")),
         *(("published", t, "SELECT, INSERT, UPDATE, DELETE")
           for t in ("revisions", "requests_received", "closure_rates", "reopen_rates",
-                    "satisfaction")),
+                    "satisfaction", "survey_responses", "survey_response_rates")),
         ("published", "publication_owner", "SELECT"),  # whose publication it is (0006)
+        ("published", "publication_key", "SELECT"),  # survey_responses' untraceable keys (0008)
     ],
     PURGE: [
         *(("", t, "SELECT") for t in ("requests", "closures", "survey_dispatch")),

@@ -1,7 +1,7 @@
 """Hand-built Publications for the file and website tests.
 
 They carry what a real month can: an empty rate (no survey answered), an agency with no
-satisfaction answers, non-ASCII complaint types, a complaint type that is HTML markup (it must
+satisfaction answers, rows of every reliability (suppressed below 10, unreliable below 20), non-ASCII complaint types, a complaint type that is HTML markup (it must
 come out escaped on the pages and verbatim in the data files), and a second revision with the
 changes it made.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from reports.measures import complete
 from reports.model import Publication
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -67,12 +68,22 @@ def publication(month: str = "2025-01", revision: int = 2) -> Publication:
          "strongly_agree": 0, "agree": 0, "neutral": 0, "disagree": 0, "strongly_disagree": 0,
          "share_satisfied": None, "mean_score": None},
     ]
+    responses = [
+        {"month": month, "agency": "DOT", "surveys_sent": 50, "surveys_answered": 20,
+         "response_rate": 0.4},
+        {"month": month, "agency": "HPD", "surveys_sent": 12, "surveys_answered": 5,
+         "response_rate": 5 / 12},
+        {"month": month, "agency": "NYPD", "surveys_sent": 4, "surveys_answered": 0,
+         "response_rate": 0.0},
+    ]
+    tables = {"requests_received": requests, "closure_rates": closures,
+              "reopen_rates": reopens, "satisfaction": satisfaction,
+              "survey_response_rates": responses}
     first = as_of.replace(day=2, hour=9).astimezone(UTC)
     history: list[tuple[int, datetime, list[str]]] = [(1, first, [])]
     if revision > 1:
         history.append((revision, as_of.replace(day=20, hour=14).astimezone(UTC), [CHANGE]))
     return Publication(
         month=month, revision=revision, as_of=as_of, published_at=history[-1][1],
-        tables={"requests_received": requests, "closure_rates": closures,
-                "reopen_rates": reopens, "satisfaction": satisfaction},
+        tables={name: [complete(name, row) for row in rows] for name, rows in tables.items()},
         changes=history[-1][2], history=history[:-1])

@@ -149,5 +149,5 @@ def test_the_projectors_rows_follow_the_model_columns() -> None:
                   "closure_event_id")
     assert event_rows("survey_sent", sent) == [(SURVEYS, expected(SURVEYS, sent))]
     answered = record("survey_id", "event_id", "request_id", "occurred_at", "language",
-                      "satisfaction", "reopen_requested", "feedback")
+                      "satisfaction", "reopen_requested", "feedback", "dissatisfaction_reason")
     assert event_rows("survey_answered", answered) == [(ANSWERS, expected(ANSWERS, answered))]
