@@ -1,9 +1,9 @@
 """Hand-built Publications for the file and website tests.
 
 They carry what a real month can: an empty rate (no survey answered), an agency with no
-satisfaction answers, rows of every reliability (suppressed below 10, unreliable below 20), non-ASCII complaint types, a complaint type that is HTML markup (it must
-come out escaped on the pages and verbatim in the data files), and a second revision with the
-changes it made.
+satisfaction answers, rows of every reliability (suppressed below 10, unreliable below 20),
+non-ASCII complaint types, a complaint type that is HTML markup (it must come out escaped on
+the pages and verbatim in the data files), and a second revision with the changes it made.
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ def test_the_methodology_and_the_data_package_say_so() -> None:
 
 def test_a_negative_rate_stays_a_number_in_the_csv() -> None:
     spec = BY_NAME["reopen_rates"]
-    body = table_csv(spec, [["2026-10", "-foo", "4", "1", "-0.2500"]]).decode()
-    assert body.splitlines()[1] == "2026-10,'-foo,4,1,-0.2500"
+    body = table_csv(spec, [["2026-10", "-foo", "4", "1", "-0.2500", "-0.1000", "0.1000",
+                             "-reliable"]]).decode()
+    assert body.splitlines()[1] == "2026-10,'-foo,4,1,-0.2500,-0.1000,0.1000,'-reliable"
 
 
 # ---------------------------------------------------------------- the real publication path
@@ -86,11 +87,12 @@ def test_published_csv_is_safe_and_json_keeps_the_text(settings, db, tmp_path) -
     assert {r["agency_name"] for r in received} == {"'=EVIL()"}
     assert {r["received"] for r in received} == {"2"}  # counts exactly as they were
     closures = csv_rows("closure_rates")
-    assert {(r["received"], r["closed"], r["closure_rate"]) for r in closures} == {
-        ("2", "1", "0.5000")}
+    # two requests per type: every rate is suppressed (below 10), the counts stay
+    assert {(r["received"], r["closed"], r["closure_rate"], r["reliability"])
+            for r in closures} == {("2", "1", "", "suppressed")}
     reopens = csv_rows("reopen_rates")
     assert {(r["surveys_answered"], r["reopen_requested"], r["reopen_rate"])
-            for r in reopens} == {("1", "1", "1.0000")}
+            for r in reopens} == {("1", "1", "")}
     for name in ("requests_received", "closure_rates", "reopen_rates", "satisfaction"):
         for row in csv_rows(name):
             for column, value in row.items():

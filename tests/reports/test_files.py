@@ -29,14 +29,19 @@ from tests.reports.publications import ACCENTED, CHANGE, SCRIPT, publication
 CONTRACT = {
     "requests_received": ["month", "agency", "agency_name", "complaint_type", "received"],
     "closure_rates": ["month", "agency", "complaint_type", "received", "closed", "closure_rate",
-                      "as_of"],
+                      "as_of", "closure_rate_ci_low", "closure_rate_ci_high", "reliability"],
     "reopen_rates": ["month", "complaint_type", "surveys_answered", "reopen_requested",
-                     "reopen_rate"],
+                     "reopen_rate", "reopen_rate_ci_low", "reopen_rate_ci_high", "reliability"],
     "satisfaction": ["month", "agency", "complaint_type", "responses", "strongly_agree", "agree",
                      "neutral", "disagree", "strongly_disagree", "share_satisfied",
-                     "mean_score"],
+                     "mean_score", "share_satisfied_ci_low", "share_satisfied_ci_high",
+                     "mean_score_ci_low", "mean_score_ci_high", "reliability"],
+    "survey_response_rates": ["month", "agency", "surveys_sent", "surveys_answered",
+                              "response_rate", "response_rate_ci_low", "response_rate_ci_high",
+                              "reliability"],
 }
-RATES = {"closure_rate", "reopen_rate", "share_satisfied"}
+RATES = {"closure_rate", "reopen_rate", "share_satisfied", "response_rate"}
+RATES |= {f"{rate}_ci_{bound}" for rate in RATES for bound in ("low", "high")}
 DIR = "data/2025-01"
 
 
@@ -73,13 +78,14 @@ def test_numbers_are_formatted_as_the_contract_says(files):
     closure = {r["complaint_type"]: r for r in cells(files, "closure_rates")}
     assert closure["Street Condition"]["closure_rate"] == "0.7500"
     assert closure["HEAT/HOT WATER"]["closure_rate"] == "0.9397"  # 5000/5321 = 0.93967...
-    assert closure[SCRIPT]["closure_rate"] == "0.3333"
+    assert closure[SCRIPT]["closure_rate"] == ""  # 3 received: suppressed, counts stay
+    assert (closure[SCRIPT]["received"], closure[SCRIPT]["reliability"]) == ("3", "suppressed")
     assert closure["HEAT/HOT WATER"]["received"] == "5321"  # no thousands separator
     assert {r["as_of"] for r in closure.values()} == {"2025-02-01T00:00:00-05:00"}
 
     reopen = {r["complaint_type"]: r for r in cells(files, "reopen_rates")}
     assert reopen["Street Condition"]["reopen_rate"] == ""  # zero denominator: empty, not 0
-    assert reopen[ACCENTED]["reopen_rate"] == "0.1429"
+    assert reopen[ACCENTED]["reopen_rate"] == ""  # 7 answered: suppressed
     assert reopen["HEAT/HOT WATER"]["reopen_rate"] == "0.1500"
 
     satisfaction = {r["agency"]: r for r in cells(files, "satisfaction")}
@@ -212,7 +218,7 @@ def test_datapackage_validates_with_the_frictionless_reference_implementation(fi
         (tmp_path / path.rsplit("/", 1)[1]).write_bytes(body)
     report = frictionless.validate(str(tmp_path / "datapackage.json"))
     assert report.valid, report.flatten(["rowNumber", "fieldNumber", "type", "message"])
-    assert [task.stats["rows"] for task in report.tasks] == [4, 4, 3, 3]
+    assert [task.stats["rows"] for task in report.tasks] == [4, 4, 3, 3, 3]
 
 
 def test_revisions_lists_every_revision_with_its_changes(files):

@@ -3,9 +3,12 @@ the analyst role, and the absence of personal data in what is published."""
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
@@ -89,23 +92,110 @@ def test_every_column_of_the_four_tables_by_hand(fixture):
         ("2026-10", "HPD", HPD, "HEAT/HOT WATER", 3),
         ("2026-10", "NYPD", "New York City Police Department", "Noise - Residential", 1),
     ]
+    # every denominator is below 10: the rates are computed, then suppressed (the counts stay)
+    suppressed = (None, None, "suppressed")
     assert rows(pub, "closure_rates") == [
-        ("2026-10", "HPD", "HEAT/HOT WATER", 3, 2, 0.6667, as_of),
-        ("2026-10", "NYPD", "Noise - Residential", 1, 0, 0.0, as_of),
+        ("2026-10", "HPD", "HEAT/HOT WATER", 3, 2, None, as_of, *suppressed),
+        ("2026-10", "NYPD", "Noise - Residential", 1, 0, None, as_of, *suppressed),
     ]
     assert rows(pub, "reopen_rates") == [
-        ("2026-10", "HEAT/HOT WATER", 4, 1, 0.25),
-        ("2026-10", "Noise - Residential", 1, 0, 0.0),
+        ("2026-10", "HEAT/HOT WATER", 4, 1, None, *suppressed),
+        ("2026-10", "Noise - Residential", 1, 0, None, *suppressed),
     ]
     assert rows(pub, "satisfaction") == [
-        # responses 3: SA, A, D (the unrated answer is not a response); (1+1)/3; (100+75+25)/3
-        ("2026-10", "HPD", "HEAT/HOT WATER", 3, 1, 1, 0, 1, 0, 0.6667, 66.67),
+        # responses 3: SA, A, D (the unrated answer is not a response)
+        ("2026-10", "HPD", "HEAT/HOT WATER", 3, 1, 1, 0, 1, 0, None, None, None, None,
+         *suppressed),
         # an answer without a rating: zero responses, so the rates are empty, not 0
-        ("2026-10", "NYPD", "Noise - Residential", 0, 0, 0, 0, 0, 0, None, None),
+        ("2026-10", "NYPD", "Noise - Residential", 0, 0, 0, 0, 0, 0, None, None, None, None,
+         *suppressed),
     ]
+    # what the aggregation computed before suppression: (1+1)/3, (100+75+25)/3
+    assert fixture.execute("SELECT closure_rate FROM _new_closure_rates ORDER BY agency"
+                           ).fetchall() == [(Decimal("0.6667"),), (Decimal("0.0000"),)]
+    assert fixture.execute("SELECT reopen_rate FROM _new_reopen_rates ORDER BY complaint_type"
+                           ).fetchall() == [(Decimal("0.2500"),), (Decimal("0.0000"),)]
+    assert fixture.execute("SELECT share_satisfied, mean_score FROM _new_satisfaction "
+                           "ORDER BY agency").fetchall() == [
+        (Decimal("0.6667"), Decimal("66.67")), (None, None)]
     files = build_site(fixture)
     csv = files["data/2026-10/satisfaction.csv"].decode()
-    assert csv.splitlines()[2].endswith(",0,0,0,0,0,0,,")  # empty, not 0
+    assert csv.splitlines()[2].endswith(",0,0,0,0,0,0,,,,,,,suppressed")  # empty, not 0
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson score interval in its closed form (Newcombe 1998, method 3), 95%."""
+    z = 1.959963984540054
+    root = z * math.sqrt(z * z + 4 * k * (1 - k / n))
+    return ((2 * k + z * z - root) / (2 * (n + z * z)),
+            (2 * k + z * z + root) / (2 * (n + z * z)))
+
+
+def four(x: float) -> float:
+    return float(Decimal(str(x)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def test_intervals_and_reliability_from_the_counts(db):
+    """25 requests (20 closed, all answered) are reliable; 15 (12 closed) unreliable."""
+    levels = ["STRONGLY_AGREE"] * 8 + ["AGREE"] * 7 + ["NEUTRAL"] * 5 + ["DISAGREE"] * 3 + [
+        "STRONGLY_DISAGREE"] * 2
+    for i in range(25):
+        request(db, f"r{i}", t(3))
+        if i < 20:
+            closure(db, f"r{i}", t(4))
+        answer(db, f"r{i}", t(10), levels[i], reopen=i < 5)
+    for i in range(15):
+        request(db, f"u{i}", t(3), agency="DOT", agency_name="Transportation",
+                ctype="Street Light Condition")
+        if i < 12:
+            closure(db, f"u{i}", t(4))
+    pub, _ = publish_month(db, "2026-10", now=NOW)
+    closures = {r["agency"]: r for r in pub.tables["closure_rates"]}
+    hpd, dot = closures["HPD"], closures["DOT"]
+    assert (hpd["closure_rate"], hpd["reliability"]) == (0.8, "reliable")
+    assert (hpd["closure_rate_ci_low"], hpd["closure_rate_ci_high"]) == tuple(
+        four(b) for b in wilson(20, 25))
+    assert (dot["closure_rate"], dot["reliability"]) == (0.8, "unreliable")
+    assert (dot["closure_rate_ci_low"], dot["closure_rate_ci_high"]) == tuple(
+        four(b) for b in wilson(12, 15))
+    (reopen,) = pub.tables["reopen_rates"]
+    assert (reopen["reopen_rate"], reopen["reliability"]) == (0.2, "reliable")
+    assert (reopen["reopen_rate_ci_low"], reopen["reopen_rate_ci_high"]) == tuple(
+        four(b) for b in wilson(5, 25))
+    (sat,) = pub.tables["satisfaction"]
+    assert (sat["share_satisfied"], sat["reliability"]) == (0.6, "reliable")
+    assert (sat["share_satisfied_ci_low"], sat["share_satisfied_ci_high"]) == tuple(
+        four(b) for b in wilson(15, 25))
+    scores = [{"STRONGLY_AGREE": 100, "AGREE": 75, "NEUTRAL": 50, "DISAGREE": 25,
+               "STRONGLY_DISAGREE": 0}[level] for level in levels]
+    half = 1.959963984540054 * statistics.stdev(scores) / math.sqrt(len(scores))
+    mean = statistics.fmean(scores)
+    assert sat["mean_score"] == round(mean, 2)
+    assert (sat["mean_score_ci_low"], sat["mean_score_ci_high"]) == (
+        float(Decimal(str(mean - half)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+        float(Decimal(str(mean + half)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)))
+    # the publication schema keeps what the files show, for analysts
+    stored = db.execute("SELECT closure_rate, closure_rate_ci_low, closure_rate_ci_high, "
+                        "reliability FROM published.closure_rates WHERE agency = 'DOT'"
+                        ).fetchone()
+    assert stored == (Decimal("0.8000"), Decimal(str(dot["closure_rate_ci_low"])),
+                      Decimal(str(dot["closure_rate_ci_high"])), "unreliable")
+
+
+def test_a_month_published_before_the_intervals_keeps_its_revision(fixture):
+    """A revision stored without the derived columns (as before migration 0008) is completed
+    in place when its month is published again: no count changed, so no new revision."""
+    first, _ = publish_month(fixture, "2026-10", now=NOW)
+    fixture.execute("UPDATE published.closure_rates SET closure_rate = 0.6667, "
+                    "closure_rate_ci_low = NULL, closure_rate_ci_high = NULL, reliability = NULL "
+                    "WHERE agency = 'HPD'")
+    fixture.execute("UPDATE published.revisions SET content_sha256 = 'before-0008'")
+    again, new = publish_month(fixture, "2026-10", now=NOW + timedelta(days=1))
+    assert not new and again.revision == 1 and again.published_at == first.published_at
+    assert fixture.execute("SELECT closure_rate, reliability FROM published.closure_rates "
+                           "WHERE agency = 'HPD'").fetchone() == (None, "suppressed")
+    assert fixture.execute("SELECT content_sha256 FROM published.revisions").fetchone()[0] != (
+        "before-0008")
 
 
 @pytest.mark.parametrize(("month", "inside", "outside"), [
@@ -136,7 +226,7 @@ def test_republishing_gives_identical_files_and_a_late_event_a_new_revision(fixt
     late, new = publish_month(fixture, "2026-10", now=NOW + timedelta(days=2))
     assert new and late.revision == 2
     assert late.changes[0] == "closure_rates: 1 row(s) changed"
-    assert "NYPD / Noise - Residential: closed 0 → 1, closure_rate 0.0 → 1.0" in late.changes[1]
+    assert "NYPD / Noise - Residential: closed 0 → 1" in late.changes[1]
     assert [h[0] for h in load_publication(fixture, "2026-10").history] == [1, 2]
     after = build_site(fixture)
     assert after["data/2026-10/closure_rates.csv"] != files["data/2026-10/closure_rates.csv"]

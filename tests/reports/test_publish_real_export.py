@@ -4,8 +4,10 @@ compared with a separate reading of the CSV done here with nothing but the csv m
 from __future__ import annotations
 
 import csv
+import math
 from collections import Counter, defaultdict
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -44,9 +46,25 @@ def expected_from_csv(path) -> tuple[list[list[str]], list[list[str]]]:
     requests_received = [["2018-06", a, top[a], ct, str(n)]
                          for (a, ct), n in sorted(received.items())]
     closure_rates = [["2018-06", a, ct, str(n), str(closed[(a, ct)]),
-                      f"{closed[(a, ct)] / n:.4f}", as_of]
+                      *rate_and_interval(closed[(a, ct)], n, as_of)]
                      for (a, ct), n in sorted(received.items())]
     return requests_received, closure_rates
+
+
+def fixed(x: float) -> str:
+    return str(Decimal(repr(x)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def rate_and_interval(k: int, n: int, as_of: str) -> list[str]:
+    """closure_rate, as_of, the 95% Wilson interval in its closed form, and the reliability:
+    suppressed below 10 (rate and interval empty), unreliable below 20."""
+    if n < 10:
+        return ["", as_of, "", "", "suppressed"]
+    z = 1.959963984540054
+    root = z * math.sqrt(z * z + 4 * k * (1 - k / n))
+    low, high = ((2 * k + z * z + sign * root) / (2 * (n + z * z)) for sign in (-1, 1))
+    return [f"{Decimal(k) / Decimal(n):.4f}", as_of, fixed(max(low, 0.0)), fixed(min(high, 1.0)),
+            "reliable" if n >= 20 else "unreliable"]
 
 
 def test_june_2018_matches_a_separate_reading_of_the_csv(settings, topics, db, shared_csv):
@@ -62,9 +80,11 @@ def test_june_2018_matches_a_separate_reading_of_the_csv(settings, topics, db, s
     closure = list(csv.reader(files["data/2018-06/closure_rates.csv"].decode().splitlines()))
     assert received[0] == ["month", "agency", "agency_name", "complaint_type", "received"]
     assert closure[0] == ["month", "agency", "complaint_type", "received", "closed",
-                          "closure_rate", "as_of"]
+                          "closure_rate", "as_of", "closure_rate_ci_low", "closure_rate_ci_high",
+                          "reliability"]
     assert sorted(received[1:]) == expected_received
-    got = [[*r[:6], datetime.fromisoformat(r[6]).isoformat()] for r in closure[1:]]
-    want = [[*r[:6], datetime.fromisoformat(r[6]).astimezone(pub.as_of.tzinfo).isoformat()]
-            for r in expected_closure]
+    got = [[*r[:6], datetime.fromisoformat(r[6]).isoformat(), *r[7:]] for r in closure[1:]]
+    want = [[*r[:6], datetime.fromisoformat(r[6]).astimezone(pub.as_of.tzinfo).isoformat(),
+             *r[7:]] for r in expected_closure]
     assert sorted(got) == sorted(want)
+    assert {r[-1] for r in closure[1:]} >= {"reliable", "suppressed"}

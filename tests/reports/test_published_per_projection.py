@@ -154,7 +154,11 @@ def test_a_projection_migrated_with_the_shared_schema_gets_its_own(settings, db)
         "SELECT table_name FROM information_schema.tables "
         "WHERE table_schema = 'nyc311_legacy_published'")}
     assert tables == {"revisions", "requests_received", "closure_rates", "reopen_rates",
-                      "satisfaction", "publication_owner"}
+                      "satisfaction", "publication_owner", "survey_responses",
+                      "survey_response_rates", "publication_key"}
+    assert db.execute("SELECT has_table_privilege('nyc311_analyst', "
+                      "'nyc311_legacy_published.publication_key', 'SELECT')").fetchone() == (
+        False,)
     assert db.execute("SELECT has_table_privilege('nyc311_analyst', "
                       "'nyc311_legacy_published.satisfaction', 'SELECT')").fetchone() == (True,)
     with connect(legacy, autocommit=True) as conn:
