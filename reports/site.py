@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -32,6 +32,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from reports import charts
 from reports.files import data_files, format_value, history, month_dir
+from reports.measures import RATES, SUPPRESSED
 from reports.model import TABLES, Column, Publication, TableSpec
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -43,6 +44,10 @@ FILTERED = ("agency", "complaint_type")  # the row attributes the filter form ma
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December")
 LABELS = {"agency": "Agency", "agency_name": "Agency name", "complaint_type": "Complaint type"}
+for _rate in ("closure_rate", "reopen_rate", "share_satisfied", "mean_score", "response_rate"):
+    LABELS[f"{_rate}_interval"] = "95% interval"
+    LABELS[f"{_rate}_ci_low"] = "95% interval (lower bound)"
+    LABELS[f"{_rate}_ci_high"] = "95% interval (upper bound)"
 
 
 @cache
@@ -93,21 +98,57 @@ class HtmlTable:
     rows: list[tuple[dict[str, str], list[Cell]]]  # (filter attributes, cells)
 
 
-def _cell(column: Column, value: Any) -> Cell:
+def _cell(column: Column, value: Any, row: dict[str, Any] | None = None,
+          table: str = "") -> Cell:
+    numeric = column.type in ("integer", "number", "interval")
+    if column.type == "interval":  # a rate's two bounds in one cell
+        rate = column.name.removesuffix("_interval")
+        low = format_value(replace(column, name=f"{rate}_ci_low", type="number"),
+                           (row or {}).get(f"{rate}_ci_low"))
+        high = format_value(replace(column, name=f"{rate}_ci_high", type="number"),
+                            (row or {}).get(f"{rate}_ci_high"))
+        if low is None or high is None:
+            return Cell(_empty(row, table), "", numeric)
+        return Cell(f"{low}–{high}", low, numeric)
     text = format_value(column, value)
-    numeric = column.type in ("integer", "number")
     if text is None:
-        return Cell("n/a", "", numeric)
+        return Cell(_empty(row, table) if column.type == "number" else "n/a", "", numeric)
     shown = f"{int(text):,}" if column.type == "integer" else text
     return Cell(shown, text, numeric)
 
 
+def _empty(row: dict[str, Any] | None, table: str) -> str:
+    """What an empty rate cell says: "n/a" with no case at all, "suppressed" with 1 to 9."""
+    if not row or row.get("reliability") != SUPPRESSED or table not in RATES:
+        return "n/a"
+    return "suppressed" if row.get(RATES[table][1]) else "n/a"
+
+
+def display_columns(spec: TableSpec) -> list[Column]:
+    """The columns a page shows: as the file has them, less those stated once above the
+    tables, with each rate's two interval bounds in one "95% interval" column."""
+    out = []
+    for c in spec.columns:
+        if c.name in PAGE_LEVEL_COLUMNS or c.name.endswith("_ci_high"):
+            continue
+        if c.name.endswith("_ci_low"):
+            rate = c.name.removesuffix("_ci_low")
+            out.append(Column(f"{rate}_interval", "interval",
+                              f"95% interval of {rate}: the two columns {rate}_ci_low and "
+                              f"{rate}_ci_high of the file.", derived=True))
+            continue
+        out.append(c)
+    return out
+
+
 def html_table(pub: Publication, spec: TableSpec) -> HtmlTable:
-    columns = [c for c in spec.columns if c.name not in PAGE_LEVEL_COLUMNS]
+    columns = display_columns(spec)
     rows = []
     for row in pub.tables[spec.name]:
         attributes: dict[str, str] = {name: str(row[name]) for name in FILTERED if name in row}
-        rows.append((attributes, [_cell(c, row[c.name]) for c in columns]))
+        if row.get("reliability"):
+            attributes["reliability"] = str(row["reliability"])
+        rows.append((attributes, [_cell(c, row.get(c.name), row, spec.name) for c in columns]))
     return HtmlTable(spec, columns, rows)
 
 

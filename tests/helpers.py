@@ -156,7 +156,8 @@ def expected_tables(events: Iterable[Event]) -> dict[str, set[tuple[Any, ...]]]:
     for r in answers.values():
         out["survey_answers"].add((str(r["survey_id"]), str(r["event_id"]), r["request_id"],
                                    _ms(r["occurred_at"]), r["language"], r.get("satisfaction"),
-                                   r["reopen_requested"], r.get("feedback")))
+                                   r["reopen_requested"], r.get("feedback"),
+                                   r.get("dissatisfaction_reason")))
     return out
 
 

@@ -181,6 +181,9 @@ def test_month_page_has_the_four_tables_with_every_row(site):
     assert ">0.9397<" in closure and ">5,321<" in closure
     reopen = first(r'id="table-reopen_rates".*?</table>', html)
     assert re.search(r'class="num empty" data-sort="">n/a<', reopen)  # an empty rate
+    # a rate from fewer than 10 cases is suppressed, and the row says so
+    assert re.search(r'<tr class="suppressed"[^>]*>.*class="num empty" data-sort="">suppressed<'
+                     r'.*<td class="flag" data-sort="suppressed">suppressed</td></tr>', reopen)
 
 
 def test_filters_are_labelled_and_offer_every_agency_and_type(site):
