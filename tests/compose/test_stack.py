@@ -374,6 +374,13 @@ def check_published(stack: Stack, s3: Any, totals: dict[str, Any]) -> None:
     closed = Counter({f"{r['agency']}|{r['complaint_type']}": int(r["closed"]) for r in closure})
     assert +closed == +Counter(totals["closed"])
     assert all(r["month"] == stack.month for r in closure)
+    for r in closure:  # suppressed below 10 requests, unreliable below 20, as the counts say
+        n = int(r["received"])
+        flag = "suppressed" if n < 10 else "unreliable" if n < 20 else "reliable"
+        assert (r["reliability"], r["closure_rate"] == "") == (flag, n < 10), r
+        if n >= 10:
+            assert float(r["closure_rate_ci_low"]) <= float(r["closure_rate"]) <= float(
+                r["closure_rate_ci_high"]), r
     # the one answer was given today, so it belongs to this month, not the published one
     assert sum(int(r["surveys_answered"]) for r in table("reopen_rates")) == 0
     assert sum(int(r["responses"]) for r in table("satisfaction")) == 0
