@@ -10,12 +10,16 @@ has to export anything. Variables that are set always win over the file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_FILE_NAME = ".env.services"
+#: Who answers questions about the published data: data.json's contactPoint.
+DATA_CONTACT_EMAIL = "opendata@311.nyc.gov"
 
 
 class SettingsError(ValueError):
@@ -72,11 +76,18 @@ DOCUMENTED: dict[str, tuple[str | None, str]] = {
     "NYC311_PUBLISH_TARGET": ("site", "where the aggregator publishes: a folder or s3://bucket/prefix"),
     "NYC311_PUBLISH_AT": ("06:00", "time of day (New York) the aggregator publishes on the 1st"),
     "AWS_ENDPOINT_URL_S3": ("", "S3 endpoint override (an S3-compatible service such as MinIO)"),
+    "NYC311_SITE_URL": ("", "public address of the published site, e.g. "
+                        "https://data.example.org/311/; empty: data.json's links are relative "
+                        "(portals cannot harvest them)"),
+    "NYC311_DATA_CONTACT_EMAIL": (DATA_CONTACT_EMAIL, "who answers questions about the published "
+                                  "data (data.json's contact point)"),
     "KAFKA_<NAME>": ("", "any other librdkafka setting, e.g. KAFKA_SECURITY_PROTOCOL=SSL "
                      "(dots as _, a literal _ as __)"),
 }
 
 _KAFKA_PASSTHROUGH_EXCLUDED = {"KAFKA_BOOTSTRAP_SERVERS"}
+#: What DCAT-US accepts in a contact point's hasEmail (mailto: and this).
+_EMAIL = re.compile(r"[\w.-]+@[\w.-]+\.[\w.-]+")
 
 
 def find_env_file(start: Path | None = None) -> Path | None:
@@ -155,6 +166,9 @@ class Settings:
     publish_target: str = "site"
     publish_at: str = "06:00"
     s3_endpoint_url: str = ""
+    #: The site's public address, ending in "/"; empty: unknown (data.json's links stay relative).
+    site_url: str = ""
+    data_contact_email: str = DATA_CONTACT_EMAIL
     #: NYC311_PUBLISHED_SCHEMA when set; empty: derived from db_schema (see published_schema).
     published_schema_override: str = ""
 
@@ -251,6 +265,29 @@ def _identifier(env: Mapping[str, str], key: str, default: str) -> str:
     return value
 
 
+def _site_url(env: Mapping[str, str], key: str) -> str:
+    """An absolute http(s) URL with a host, ending in "/" so file paths join onto it; or empty.
+
+    data.json's download links must be absolute to be harvested, so a relative or schemeless
+    value is refused rather than published as a broken link.
+    """
+    raw = env.get(key, "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"{key}: expected an absolute http(s) URL such as "
+                            f"https://data.example.org/311/, got {raw!r}")
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def _email(env: Mapping[str, str], key: str, default: str) -> str:
+    value = env.get(key, default).strip()
+    if not _EMAIL.fullmatch(value):
+        raise SettingsError(f"{key}: expected an email address such as {default}, got {value!r}")
+    return value
+
+
 def published_schema_for(db_schema: str) -> str:
     """``published`` for the default projection ``nyc311`` (the name it always had, which the
     analyst role's queries use), ``<db_schema>_published`` for any other."""
@@ -322,6 +359,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "publish_target": env.get("NYC311_PUBLISH_TARGET", "site"),
         "publish_at": env.get("NYC311_PUBLISH_AT", "06:00"),
         "s3_endpoint_url": env.get("AWS_ENDPOINT_URL_S3", ""),
+        "site_url": _site_url(env, "NYC311_SITE_URL"),
+        "data_contact_email": _email(env, "NYC311_DATA_CONTACT_EMAIL", DATA_CONTACT_EMAIL),
     }
     if schema == "published" or schema.endswith("_published"):
         raise SettingsError(f"NYC311_DB_SCHEMA: {schema!r}: published and names ending in "

@@ -42,6 +42,13 @@ RATE_DECIMALS = 4
 NUMBER_RANGE: dict[str, tuple[int, int]] = dict.fromkeys(SCORES, (0, 100))
 
 DATA_DIR = "data"
+#: The keywords of every data package and every data set of the catalog (data.json).
+KEYWORDS = ("NYC", "311", "service requests", "customer satisfaction")
+#: The terms the tables are published under: the NYC Open Data Terms of Use, like the City's
+#: open data (datapackage.json's licenses, data.json's license).
+LICENSE = "https://opendata.cityofnewyork.us/overview/#termsofuse"
+LICENSE_TITLE = "NYC Open Data Terms of Use"
+DATAPACKAGE_PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV Injection).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -208,7 +215,7 @@ def _field(spec: TableSpec, column: Column) -> dict[str, Any]:
 
 def _resource(spec: TableSpec, body: bytes) -> dict[str, Any]:
     return {
-        "profile": "tabular-data-resource",
+        "type": "table",
         "name": spec.name,
         "path": f"{spec.name}.csv",
         "title": spec.title,
@@ -237,13 +244,17 @@ def history(pub: Publication) -> list[tuple[int, datetime, list[str]]]:
 
 
 def datapackage(pub: Publication, csvs: dict[str, bytes]) -> dict[str, Any]:
-    """The Frictionless Data Package (v1, tabular) describing the month's CSV files.
+    """The Data Package (v2) describing the month's CSV files, one tabular resource a table.
 
-    Only the CSV files are resources: the JSON files hold the very same rows, and listing them
-    too would make every Data Package tool load each table twice.
+    Data Package v2 names the profile a descriptor conforms to with ``$schema`` (v1's
+    ``profile: tabular-data-package`` is gone) and marks a tabular resource with ``type:
+    table``; the resources, dialects and schemas inside the package take no ``$schema`` of
+    their own (the spec gives one to a root-level descriptor only). Only the CSV files are
+    resources: the JSON files hold the very same rows, and listing them too would make every
+    Data Package tool load each table twice.
     """
     return {
-        "profile": "tabular-data-package",
+        "$schema": DATAPACKAGE_PROFILE,
         "name": f"nyc311-{pub.month}",
         "title": f"NYC 311 service metrics, {pub.month}",
         "description": (
@@ -257,9 +268,10 @@ def datapackage(pub: Publication, csvs: dict[str, bytes]) -> dict[str, Any]:
         # Each revision may change any number, which is a breaking change for a consumer.
         "version": f"{pub.revision}.0.0",
         "created": _stamp(pub.published_at),
-        "keywords": ["NYC", "311", "service requests", "customer satisfaction"],
+        "keywords": list(KEYWORDS),
         "revision": pub.revision,
         "as_of": _stamp(pub.as_of),
+        "licenses": [{"path": LICENSE, "title": LICENSE_TITLE}],
         "resources": [_resource(spec, csvs[spec.name]) for spec in TABLES],
     }
 

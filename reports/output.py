@@ -113,11 +113,16 @@ def claim_site(settings: Settings, conn: psycopg.Connection, target: str) -> Non
     claim_target(settings, SiteOwner.of(settings, conn), target)
 
 
-def build_site(conn: psycopg.Connection, schema: str = "published") -> dict[str, bytes]:
+def build_site(conn: psycopg.Connection, schema: str = "published", *,
+               settings: Settings | None = None) -> dict[str, bytes]:
     """Every published month's pages and data files (``site_files`` includes the data), from
-    the publication schema ``schema``."""
+    the publication schema ``schema``; ``settings`` gives data.json the site's public address
+    (``NYC311_SITE_URL``) and contact (``NYC311_DATA_CONTACT_EMAIL``), the defaults without."""
+    catalog: dict[str, Any] = ({} if settings is None else
+                               {"site_url": settings.site_url,
+                                "contact_email": settings.data_contact_email})
     return site_files([load_publication(conn, month, schema=schema)
-                       for month in published_months(conn, schema=schema)])
+                       for month in published_months(conn, schema=schema)], **catalog)
 
 
 def write_site(settings: Settings, conn: psycopg.Connection, target: str) -> str:
@@ -127,7 +132,7 @@ def write_site(settings: Settings, conn: psycopg.Connection, target: str) -> str
     this projection's or ``target`` holds another projection's site.
     """
     claim_site(settings, conn, target)
-    files = build_site(conn, settings.published_schema)
+    files = build_site(conn, settings.published_schema, settings=settings)
     if is_s3_target(target):
         summary = publish_tree(files, target, endpoint_url=settings.s3_endpoint_url or None,
                                region=settings.aws_region)

@@ -32,6 +32,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from reports.catalog import CATALOG
+
 log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
@@ -162,14 +164,15 @@ def cache_control(path: str) -> str:
 def upload_phases(paths: Iterable[str]) -> list[list[str]]:
     """The order of uploads: a phase starts once the one before it is complete.
 
-    First every file that links to nothing, then ``datapackage.json`` and HTML pages by depth,
-    deepest first, so the top-level ``index.html`` goes last.
+    First every file that links to nothing, then ``datapackage.json``, the catalog
+    ``data.json`` and HTML pages by depth, deepest first, so the top-level ``index.html`` (and
+    ``data.json``) go last.
     """
     plain: list[str] = []
     linking: dict[int, list[str]] = {}
     for path in sorted(paths):
         name = path.rsplit("/", 1)[-1]
-        if _suffix(path) in HTML_SUFFIXES or name == DESCRIPTOR_NAME:
+        if _suffix(path) in HTML_SUFFIXES or name == DESCRIPTOR_NAME or path == CATALOG:
             linking.setdefault(path.count("/"), []).append(path)
         else:
             plain.append(path)

@@ -30,7 +30,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from nyc311.settings import DATA_CONTACT_EMAIL
 from reports import charts
+from reports.catalog import CATALOG, SiteEntry, catalog_file
 from reports.files import data_files, format_value, history, month_dir
 from reports.measures import RATES, SUPPRESSED
 from reports.model import TABLES, Column, Publication, TableSpec
@@ -209,28 +211,36 @@ def month_page(pub: Publication, files: dict[str, bytes], newer: Publication | N
 def index_page(publications: list[Publication], files: dict[str, bytes]) -> bytes:
     months = [{"pub": pub, "title": month_title(pub.month),
                "downloads": _links(pub.month, files, "")} for pub in publications]
-    return _page("index.html", "", months=months)
+    return _page("index.html", "", months=months, catalog=CATALOG)
 
 
 def methodology_page() -> bytes:
     return _page("methodology.html", "", tables=TABLES, label=label,
-                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS)
+                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS, catalog=CATALOG)
 
 
 def asset(name: str) -> bytes:
     return resources.files("reports").joinpath("templates", name).read_bytes()
 
 
-def site_files(publications: list[Publication]) -> dict[str, bytes]:
+def site_files(publications: list[Publication], *, site_url: str = "",
+               contact_email: str = DATA_CONTACT_EMAIL) -> dict[str, bytes]:
     """The whole site, keyed by path relative to its root: pages, assets and data files.
 
     For a month given in several revisions only the newest is published (the data folder of
-    a month holds one revision; revisions.json keeps the history).
+    a month holds one revision; revisions.json keeps the history). ``data.json`` catalogues
+    every data file (reports.catalog): ``site_url`` is the site's public address, ending in
+    "/" (empty: the catalog's links are relative to it), ``contact_email`` its contact point.
     """
     pubs = _latest(publications)
     files: dict[str, bytes] = {}
     for pub in pubs:
         files.update(data_files(pub))
+    # Site-level data sets (files at the root covering every month) are catalogued from here:
+    # one SiteEntry for each, after its files are in `files`.
+    entries: list[SiteEntry] = []
+    files[CATALOG] = catalog_file(pubs, files, site_url=site_url, contact_email=contact_email,
+                                  entries=entries)
     for name in ASSETS:
         files[f"assets/{name}"] = asset(name)
     for i, pub in enumerate(pubs):

@@ -74,3 +74,21 @@ def test_librdkafka_passthrough():
     assert config["security.protocol"] == "SSL"
     assert config["ssl.ca.location"] == "/ca.pem"
     assert config["bootstrap.servers"] == "k:9092" and config["group.id"] == "g"
+
+
+def test_the_site_url_is_absolute_and_ends_with_a_slash():
+    assert load_settings(BASE).site_url == ""  # unknown: data.json's links stay relative
+    s = load_settings({**BASE, "NYC311_SITE_URL": "https://data.example.org/311"})
+    assert s.site_url == "https://data.example.org/311/"
+    assert load_settings({**BASE, "NYC311_SITE_URL": "http://h/"}).site_url == "http://h/"
+    for bad in ("data.example.org/311", "ftp://h/", "https:///311", "https://h/?x=1", "/311/"):
+        with pytest.raises(SettingsError, match="NYC311_SITE_URL: expected an absolute"):
+            load_settings({**BASE, "NYC311_SITE_URL": bad})
+
+
+def test_the_data_contact_is_an_email_address():
+    assert load_settings(BASE).data_contact_email == "opendata@311.nyc.gov"
+    s = load_settings({**BASE, "NYC311_DATA_CONTACT_EMAIL": "data-team@example.org"})
+    assert s.data_contact_email == "data-team@example.org"
+    with pytest.raises(SettingsError, match="NYC311_DATA_CONTACT_EMAIL"):
+        load_settings({**BASE, "NYC311_DATA_CONTACT_EMAIL": "mailto:x@y.z"})

@@ -2,9 +2,10 @@
 
 The column lists below are copied from the contract, not read from reports.model, so a change
 to the model that would change the published files fails here. The datapackage.json check is
-structural (the Frictionless Data Package v1 shape, and every declared field type, constraint,
-size and hash checked against the CSV it describes); when the frictionless package is installed
-the package is also validated by the reference implementation.
+structural (the Data Package v2 shape, and every declared field type, constraint, size and hash
+checked against the CSV it describes); test_catalog.py validates it against the v2 JSON
+Schemas, and when the frictionless package is installed the package is also validated by the
+reference implementation.
 """
 
 from __future__ import annotations
@@ -175,9 +176,10 @@ def _check_value(field: dict, text: str) -> None:
     assert constraints.get("minimum", -math.inf) <= value <= constraints.get("maximum", math.inf)
 
 
-def test_datapackage_describes_every_csv_in_the_frictionless_v1_shape(files):
+def test_datapackage_describes_every_csv_in_the_data_package_v2_shape(files):
     package = json.loads(files[f"{DIR}/datapackage.json"])
-    assert package["profile"] == "tabular-data-package"
+    assert package["$schema"] == "https://datapackage.org/profiles/2.0/datapackage.json"
+    assert "profile" not in package
     assert package["name"] == "nyc311-2025-01"
     assert re.fullmatch(r"[a-z0-9._/-]+", package["name"])
     assert package["title"] and package["description"]
@@ -188,8 +190,9 @@ def test_datapackage_describes_every_csv_in_the_frictionless_v1_shape(files):
         table = resource["name"]
         assert re.fullmatch(r"[a-z0-9._/-]+", table)
         assert resource["path"] == f"{table}.csv"  # relative to datapackage.json
-        assert (resource["profile"], resource["format"], resource["mediatype"],
-                resource["encoding"]) == ("tabular-data-resource", "csv", "text/csv", "utf-8")
+        assert (resource["type"], resource["format"], resource["mediatype"],
+                resource["encoding"]) == ("table", "csv", "text/csv", "utf-8")
+        assert "profile" not in resource
         body = files[f"{DIR}/{resource['path']}"]
         assert resource["bytes"] == len(body)
         assert resource["hash"] == "sha256:" + hashlib.sha256(body).hexdigest()

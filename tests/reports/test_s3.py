@@ -139,6 +139,8 @@ def test_pages_go_after_the_files_they_link_to() -> None:
     ]
     assert upload_phases([]) == []
     assert upload_phases(["index.html"]) == [["index.html"]]
+    # the catalog links to every month's files: it goes with the top-level index, last
+    assert upload_phases([*TREE, "data.json"])[-1] == ["data.json", "index.html"]
 
 
 @pytest.mark.parametrize(("path", "expected"), [

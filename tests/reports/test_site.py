@@ -94,7 +94,7 @@ def pages(site: dict[str, bytes]) -> dict[str, Page]:
 
 def test_the_tree_has_the_pages_assets_and_every_months_data(site):
     assert {"index.html", "methodology.html", "2025-01/index.html", "2024-12/index.html",
-            "assets/site.css", "assets/site.js"} <= set(site)
+            "assets/site.css", "assets/site.js", "data.json"} <= set(site)
     for month in ("2024-12", "2025-01"):
         pub = publication(month, revision=1 if month == "2024-12" else 2)
         assert {k: v for k, v in site.items() if k.startswith(f"data/{month}/")} == data_files(pub)
@@ -133,7 +133,7 @@ def test_no_inline_script_style_or_event_handler(site):
 
 def test_nothing_refers_to_another_host(site):
     for path, body in site.items():
-        if path.startswith("data/"):
+        if path.startswith("data/") or path == "data.json":  # data files, not loaded by pages
             continue
         text = body.decode("utf-8")
         if path.endswith(".svg"):
@@ -242,6 +242,9 @@ def test_index_lists_months_newest_first_with_revision_and_downloads(site):
     assert "January 2025 2 February 20, 2025" in text
     assert "December 2024 1 January 2, 2025" in text
     assert "data/2025-01/datapackage.json" in {a.get("href") for a in page.all("a")}
+    catalog = [a for a in page.all("a") if a.get("href") == "data.json"]
+    assert len(catalog) == 1
+    assert "catalog (DCAT-US)" in text
 
 
 def test_methodology_states_every_definition(site):
