@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from reports import charts
+from reports import charts, trends
 from reports.files import data_files, format_value, history, month_dir
 from reports.model import TABLES, Column, Publication, TableSpec
 
@@ -173,7 +173,8 @@ def index_page(publications: list[Publication], files: dict[str, bytes]) -> byte
 
 def methodology_page() -> bytes:
     return _page("methodology.html", "", tables=TABLES, label=label,
-                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS)
+                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS,
+                 trends_table=trends.TRENDS, measures=trends.MEASURES)
 
 
 def asset(name: str) -> bytes:
