@@ -43,6 +43,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from reports.files import format_value, table_csv, table_json
 from reports.measures import (
@@ -190,8 +191,14 @@ class Trends:
 
     def series(self, agency: str, measure: str, complaint_type: str = "") -> dict[str, Point]:
         """month -> point of one series."""
-        return {p.month: p for p in self.points if p.agency == agency
-                and p.complaint_type == complaint_type and p.measure == measure}
+        return dict(self._series.get((agency, complaint_type, measure), {}))
+
+    @cached_property
+    def _series(self) -> dict[tuple[str, str, str], dict[str, Point]]:
+        index: dict[tuple[str, str, str], dict[str, Point]] = {}
+        for p in self.points:
+            index.setdefault((p.agency, p.complaint_type, p.measure), {})[p.month] = p
+        return index
 
 
 def _ratio(k: int, n: int, places: int) -> float:
@@ -204,7 +211,7 @@ def rate_point(month: str, agency: str, complaint_type: str, measure: str, k: in
                n: int) -> Point:
     """A rate k / n with its Wilson interval, suppressed below 10 cases."""
     flag = reliability(n)
-    if flag == SUPPRESSED or n <= 0:
+    if flag == SUPPRESSED:
         return Point(month, agency, complaint_type, measure, None, None, None, n, flag, k)
     interval = wilson(k, n)
     assert interval is not None
