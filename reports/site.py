@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from nyc311.settings import DATA_CONTACT_EMAIL
-from reports import charts
+from reports import charts, trends
 from reports.catalog import CATALOG, SiteEntry, catalog_file
 from reports.files import data_files, format_value, history, month_dir
 from reports.measures import RATES, SUPPRESSED
@@ -208,15 +208,19 @@ def month_page(pub: Publication, files: dict[str, bytes], newer: Publication | N
     )
 
 
-def index_page(publications: list[Publication], files: dict[str, bytes]) -> bytes:
+def index_page(publications: list[Publication], files: dict[str, bytes],
+               trend: trends.Trends | None = None) -> bytes:
     months = [{"pub": pub, "title": month_title(pub.month),
                "downloads": _links(pub.month, files, "")} for pub in publications]
-    return _page("index.html", "", months=months, catalog=CATALOG)
+    if trend is None:
+        trend = trends.compute(publications)
+    return _page("index.html", "", months=months, catalog=CATALOG, trend=index_trend(trend))
 
 
 def methodology_page() -> bytes:
     return _page("methodology.html", "", tables=TABLES, label=label,
-                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS, catalog=CATALOG)
+                 page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS, catalog=CATALOG,
+                 trends_table=trends.TRENDS, measures=trends.MEASURES)
 
 
 def asset(name: str) -> bytes:
@@ -236,9 +240,17 @@ def site_files(publications: list[Publication], *, site_url: str = "",
     files: dict[str, bytes] = {}
     for pub in pubs:
         files.update(data_files(pub))
+    trend = trends.compute(pubs)
+    files.update(trends.data_files(trend))
     # Site-level data sets (files at the root covering every month) are catalogued from here:
     # one SiteEntry for each, after its files are in `files`.
-    entries: list[SiteEntry] = []
+    entries: list[SiteEntry] = [SiteEntry(
+        "trends", "Trends: every measure month by month",
+        "Closure rate, reopen-request rate, share satisfied, mean score and survey response "
+        "rate, citywide, per agency, per complaint type and per agency and complaint type, for "
+        "every published month, in long format (month, agency, complaint_type, measure, value, "
+        "ci_low, ci_high, n, reliability), each value computed from summed counts with its 95% "
+        "interval.", (trends.CSV_PATH, trends.JSON_PATH), ("trends",))]
     files[CATALOG] = catalog_file(pubs, files, site_url=site_url, contact_email=contact_email,
                                   entries=entries)
     for name in ASSETS:
@@ -247,9 +259,48 @@ def site_files(publications: list[Publication], *, site_url: str = "",
         newer = pubs[i - 1] if i > 0 else None
         older = pubs[i + 1] if i + 1 < len(pubs) else None
         files[f"{pub.month}/index.html"] = month_page(pub, files, newer, older)
+    files.update(trends_files(trend))
     files["methodology.html"] = methodology_page()
-    files["index.html"] = index_page(pubs, files)
+    files["index.html"] = index_page(pubs, files, trend)
     return files
+
+
+#: The measures the site index previews, citywide.
+INDEX_TREND = ("closure_rate", "share_satisfied")
+
+
+def index_trend(trend: trends.Trends) -> list[trends.LineChart]:
+    """The compact citywide charts of the site index; none before the first month."""
+    if not trend.months:
+        return []
+    return [trends.line_chart(trend, "", name, "citywide", f"trend-{name}", compact=True)
+            for name in INDEX_TREND]
+
+
+def trends_page(trend: trends.Trends, agency: trends.Agency | None,
+                files: dict[str, bytes]) -> bytes:
+    """trends/index.html (agency None: citywide) or an agency's trends/<slug>.html."""
+    code, where = (agency.code, agency.code) if agency else ("", "citywide")
+    items = [{"measure": m,
+              "chart": trends.line_chart(trend, code, m.name, where, f"{m.name}-chart")}
+             for m in trends.measures_for(code)] if trend.months else []
+    months = trend.months
+    return _page(
+        "trends.html", "../", agency=agency, where=where,
+        heading=agency.label if agency else "citywide", charts=items, months=months,
+        first=month_title(months[0]) if months else "",
+        last=month_title(months[-1]) if months else "", agencies=trend.agencies,
+        downloads={"csv": size(len(files[trends.CSV_PATH])),
+                   "json": size(len(files[trends.JSON_PATH]))})
+
+
+def trends_files(trend: trends.Trends) -> dict[str, bytes]:
+    """trends.csv and trends.json at the root, the citywide page and one page per agency."""
+    files = trends.data_files(trend)
+    pages = {"trends/index.html": trends_page(trend, None, files)}
+    for agency in trend.agencies:
+        pages[f"trends/{agency.slug}.html"] = trends_page(trend, agency, files)
+    return files | pages
 
 
 def _write_order(path: str) -> tuple[int, str]:

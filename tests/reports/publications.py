@@ -62,7 +62,7 @@ def publication(month: str = "2025-01", revision: int = 2) -> Publication:
          "strongly_agree": 2, "agree": 4, "neutral": 4, "disagree": 5, "strongly_disagree": 5,
          "share_satisfied": 0.3, "mean_score": 41.25},
         {"month": month, "agency": "HPD", "complaint_type": "HEAT/HOT WATER", "responses": 40,
-         "strongly_agree": 10, "agree": 20, "neutral": 5, "disagree": 3, "strongly_disagree": 2,
+         "strongly_agree": 14, "agree": 16, "neutral": 5, "disagree": 3, "strongly_disagree": 2,
          "share_satisfied": 0.75, "mean_score": 73.125},
         {"month": month, "agency": "NYPD", "complaint_type": ACCENTED, "responses": 0,
          "strongly_agree": 0, "agree": 0, "neutral": 0, "disagree": 0, "strongly_disagree": 0,

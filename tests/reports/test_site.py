@@ -236,7 +236,8 @@ def test_month_page_links_every_download_and_says_what_changed(site):
 
 def test_index_lists_months_newest_first_with_revision_and_downloads(site):
     page = parse(site["index.html"])
-    months = [a["href"] for a in page.all("a") if a.get("href", "").endswith("/index.html")]
+    months = [a["href"] for a in page.all("a")
+              if re.fullmatch(r"\d{4}-\d{2}/index\.html", a.get("href", ""))]
     assert months == ["2025-01/index.html", "2024-12/index.html"]
     text = " ".join("".join(page.text).split())
     assert "January 2025 2 February 20, 2025" in text

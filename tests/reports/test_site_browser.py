@@ -83,7 +83,8 @@ def column(page, table: str, n: int) -> list[str]:
     return cells.all_inner_texts()
 
 
-@pytest.mark.parametrize("path", ["index.html", "methodology.html", "2024-12/index.html"])
+@pytest.mark.parametrize("path", ["index.html", "methodology.html", "2024-12/index.html",
+                                  "trends/index.html", "trends/hpd.html"])
 def test_other_pages_load_cleanly_under_their_csp(open_page, path):
     page = open_page(path)
     assert page.get_by_role("heading", level=1).count() == 1
