@@ -172,8 +172,9 @@ class _Catalog:
     def site_entry(self, entry: SiteEntry) -> dict[str, Any]:
         distributions = [_distribution(self.base, self.files, path, entry.title)
                          for path in entry.paths]
+        # the methodology page has a section of the entry's name (id), which defines it
         return self.dataset(entry.name, entry.title, entry.description, entry.keywords,
-                            "methodology.html", distributions)
+                            f"methodology.html#{entry.name}", distributions)
 
 
 

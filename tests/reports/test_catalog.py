@@ -168,7 +168,9 @@ def test_the_federal_schema_misses_only_the_federal_budget_codes(site):
 
 def test_every_table_is_a_dataset_with_every_month_as_csv_and_json(site):
     datasets = {d["identifier"]: d for d in json.loads(site[CATALOG])["dataset"]}
-    assert list(datasets) == [f"nyc311-{spec.name}" for spec in TABLES]
+    assert list(datasets) == [f"nyc311-{spec.name}" for spec in TABLES] + ["nyc311-trends"]
+    assert [d["downloadURL"] for d in datasets["nyc311-trends"]["distribution"]] == [
+        f"{SITE_URL}trends.csv", f"{SITE_URL}trends.json"]
     for spec in TABLES:
         dataset = datasets[f"nyc311-{spec.name}"]
         assert dataset["accessLevel"] == "public"
@@ -351,7 +353,8 @@ def test_site_level_entries_are_datasets_of_the_whole_period(site):
     assert "trends" in dataset["keyword"]
 
     with pytest.raises(ValueError, match=r"trends\.csv is not a file of the site"):
-        catalog(publications(), site, entries=[trends])
+        catalog(publications(), {k: v for k, v in site.items() if k != "trends.csv"},
+                entries=[trends])
     with pytest.raises(ValueError, match="share a name"):
         catalog(publications(), files, entries=[trends, trends])
     with pytest.raises(ValueError, match=r"no media type for \.xlsx"):
