@@ -483,7 +483,7 @@ def test_values_are_drawn_where_they_belong(site):
     # HPD's share satisfied: suppressed in 2024-12, so two lone months with whiskers, a note
     hpd = site["trends/hpd.html"].decode()
     share = charts_of(hpd)[1]
-    assert "<polyline" not in share and share.count('<g class="whisker">') == 2
+    assert "<polyline" not in share and share.count('<g class="trend-whisker">') == 2
     assert "No value for December 2024: fewer than 10 cases, suppressed" in share
     assert re.search(r'class="hint chart-note">No value for December 2024', hpd)
     # DOT's mean score of 2025-01 rests on 15 answers: a hollow point, and said in the table
@@ -500,7 +500,7 @@ def test_a_single_published_month_still_draws_its_charts():
             assert body.count('<circle class="point') <= 1
             assert "January 2025" in body
     assert len(charts_of(site["trends/index.html"].decode())) == 5
-    assert '<g class="whisker">' in site["trends/index.html"].decode()
+    assert '<g class="trend-whisker">' in site["trends/index.html"].decode()
 
 
 def test_unpublished_months_are_gaps_not_joined():
