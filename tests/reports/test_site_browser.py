@@ -20,7 +20,8 @@ from reports.site import site_files, write_tree
 from tests.reports.publications import publication
 from tests.servers import free_port, needs_chromium
 
-ROWS = {"requests_received": 4, "closure_rates": 4, "reopen_rates": 3, "satisfaction": 3}
+ROWS = {"requests_received": 4, "closure_rates": 4, "reopen_rates": 3, "satisfaction": 3,
+        "survey_response_rates": 3}
 
 pytestmark = needs_chromium
 
@@ -114,7 +115,8 @@ def test_month_page_shows_four_tables_and_two_charts(open_page):
 
     # The script ran: the filter form is shown and the headings became sort buttons.
     assert page.locator("#filters").is_visible()
-    assert page.locator("#table-closure_rates thead button").count() == 5
+    # agency, type, received, closed, rate, its 95% interval, reliability
+    assert page.locator("#table-closure_rates thead button").count() == 7
     assert page.locator("#table-closure_rates td", has_text="<script>alert(1)</script>").count()
 
 
@@ -135,12 +137,12 @@ def test_clicking_a_heading_sorts_the_table(open_page):
     assert column(page, "closure_rates", 1) == ["DOT", "HPD", "HPD", "NYPD"]
     assert table.locator("th[data-column=received]").get_attribute("aria-sort") is None
 
-    # An empty rate sorts last whichever way.
-    rate = page.locator("#table-reopen_rates").get_by_role("button", name="Reopen rate")
+    # An empty rate (here suppressed: 3 requests) sorts last whichever way.
+    rate = table.get_by_role("button", name="Closure rate")
     rate.click()
-    assert column(page, "reopen_rates", 4) == ["0.1429", "0.1500", "n/a"]
+    assert column(page, "closure_rates", 5) == ["0.7500", "0.9397", "0.9875", "suppressed"]
     rate.click()
-    assert column(page, "reopen_rates", 4) == ["0.1500", "0.1429", "n/a"]
+    assert column(page, "closure_rates", 5) == ["0.9875", "0.9397", "0.7500", "suppressed"]
 
 
 def test_filtering_by_agency_and_complaint_type_hides_other_rows(open_page):
@@ -153,7 +155,8 @@ def test_filtering_by_agency_and_complaint_type_hides_other_rows(open_page):
     hidden = page.locator("#table-requests_received tbody tr", has_text="DOT")
     assert hidden.count() == 1 and not hidden.is_visible()
     assert "2 of 4 rows" in page.locator("#requests_received-caption").inner_text()
-    assert page.get_by_role("status").inner_text() == "Showing 8 of 14 rows."
+    assert column(page, "survey_response_rates", 1) == ["HPD"]
+    assert page.get_by_role("status").inner_text() == "Showing 9 of 17 rows."
 
     page.get_by_label("Complaint type contains").fill("heat")
     assert column(page, "requests_received", 3) == ["HEAT/HOT WATER"]
