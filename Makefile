@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the npm project of the browser tests' tools (axe-core); the stamp is newer than its lock file
+BROWSER_TOOLS := tests/browser
+AXE_STAMP := $(BROWSER_TOOLS)/node_modules/.installed
 DEMO_MONTH ?= $(shell TZ=America/New_York date +%Y-%m)
 DEMO_REQUESTS ?= 20000
 DEMO_SEED ?= 311
@@ -17,7 +20,7 @@ NYC311_DOCKER ?= auto
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install services-up services-down services-status browser lint test test-unit demo bench images compose-test test-docker docker-down clean
+.PHONY: help install services-up services-down services-status browser axe lint test test-unit demo bench images compose-test test-docker docker-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +49,17 @@ browser:  ## Debian's Chromium for the browser tests (installed with apt-get whe
 	echo "installing Debian's chromium for the browser tests"; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
 
+$(AXE_STAMP): $(BROWSER_TOOLS)/package.json $(BROWSER_TOOLS)/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian's npm for the browser tests' tools"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq npm >/dev/null; \
+	fi
+	cd $(BROWSER_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+axe: $(AXE_STAMP)  ## axe-core for the accessibility tests (npm ci in tests/browser when missing or outdated)
+
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy nyc311 schemas survey storage producers consumers reports operations cli benchmarks
@@ -53,7 +67,7 @@ lint: $(STAMP)  ## ruff and mypy
 test-unit: $(STAMP)  ## the tests that need no services
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-test: $(STAMP) lint browser  ## the whole suite on local processes, then the Docker checks where an engine can run (NYC311_DOCKER=auto|yes|no)
+test: $(STAMP) lint browser axe  ## the whole suite on local processes, then the Docker checks where an engine can run (NYC311_DOCKER=auto|yes|no)
 	@if [ "$(NYC311_TEST_BACKEND)" != docker ]; then bash services/services.sh up; fi
 	NYC311_TEST_BACKEND=$(NYC311_TEST_BACKEND) $(BIN)/pytest $(PYTEST_ARGS)
 	NYC311_DOCKER=$(NYC311_DOCKER) bash deploy/docker.sh checks
@@ -78,4 +92,4 @@ docker-down:  ## stop the Docker engine that `make images` started (never one it
 	bash deploy/docker.sh engine-down
 
 clean:  ## remove the venv and caches (not the services' data)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(BROWSER_TOOLS)/node_modules

@@ -202,7 +202,7 @@ def test_charts_are_labelled_svg_with_their_numbers_as_a_table(site):
     charts = re.findall(r"<svg .*?</svg>", html, re.S)
     assert len(charts) == 2
     for svg in charts:
-        assert 'role="img"' in svg and 'aria-label="' in svg and "<title>" in svg
+        assert 'role="img"' in svg and 'aria-labelledby="' in svg and "<title" in svg
     closure, satisfaction = charts
     # DOT closed 900 of 1200: 75% of the 520-pixel plot; HPD 5,001 of 5,324 over two types.
     assert 'width="390.0"' in closure and "75.0%" in closure and "93.9%" in closure
