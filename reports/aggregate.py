@@ -15,6 +15,8 @@ from datetime import datetime
 
 import psycopg
 
+from reports.model import DISSATISFACTION_REASONS, SATISFACTION_RESPONSES, UNIQUE_KEY_DIGITS
+
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 _BOUNDS = """
@@ -102,12 +104,64 @@ WHERE s.sent_at >= %(start)s AND s.sent_at < %(end)s
 GROUP BY r.agency
 """
 
+def _literal(text: str) -> str:
+    """An SQL string literal of ``text`` for a query bound with ``%(name)s`` parameters."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
+def _labels(column: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """``column``'s code as its published text; NULL for NULL."""
+    whens = " ".join(f"WHEN {_literal(code)} THEN {_literal(text)}" for code, text in labels)
+    return f"CASE {column} {whens} END"
+
+
+# NYC's survey layout, one row per answer. The Unique Key is HMAC-SHA256 (RFC 2104) of the
+# survey id under the publication schema's secret key (publication_key, migration 0008), in
+# PostgreSQL's core functions, so the key never leaves the server: the 32-byte key is padded
+# to SHA-256's 64-byte block and XORed with the inner (0x36) and outer (0x5c) pads.
+# {publication_key} is the schema-qualified table.
+_SURVEY_RESPONSES = f"""
+WITH secret AS (
+    SELECT decode(string_agg(lpad(to_hex(get_byte(k.block, i) # 54), 2, '0'), '' ORDER BY i),
+                  'hex') AS inner_key,
+           decode(string_agg(lpad(to_hex(get_byte(k.block, i) # 92), 2, '0'), '' ORDER BY i),
+                  'hex') AS outer_key
+    FROM (SELECT key || decode(repeat('00', 64 - length(key)), 'hex') AS block
+          FROM {{publication_key}}) AS k,
+         generate_series(0, 63) AS i
+)
+SELECT %(month)s AS month,
+       substr(encode(sha256(secret.outer_key || sha256(
+           secret.inner_key || convert_to(a.survey_id::text, 'UTF8'))), 'hex'),
+           1, {UNIQUE_KEY_DIGITS}) AS unique_key,
+       r.agency AS agency_acronym, r.agency_name, r.complaint_type, r.descriptor, r.borough,
+       coalesce(sent_for.resolution_description, latest.resolution_description)
+           AS resolution_description,
+       substr(%(month)s, 1, 4)::integer AS survey_year,
+       substr(%(month)s, 6, 2)::integer AS survey_month,
+       {_labels("a.satisfaction", SATISFACTION_RESPONSES)} AS satisfaction_response,
+       {_labels("a.dissatisfaction_reason", DISSATISFACTION_REASONS)} AS dissatisfaction_reason
+FROM survey_answers a
+JOIN requests r USING (request_id)
+CROSS JOIN secret
+LEFT JOIN surveys s ON s.survey_id = a.survey_id
+LEFT JOIN closures sent_for ON sent_for.event_id = s.closure_event_id
+LEFT JOIN LATERAL (  -- a survey that names no closure: the request's latest up to the answer
+    SELECT c.resolution_description FROM closures c
+    WHERE s.closure_event_id IS NULL AND c.request_id = a.request_id
+      AND c.closed_at <= a.answered_at
+    ORDER BY c.closed_at DESC, c.event_id DESC LIMIT 1
+) latest ON true
+WHERE a.answered_at >= %(start)s AND a.answered_at < %(end)s
+"""
+
 QUERIES = {
     "requests_received": _RECEIVED,
     "closure_rates": _CLOSURE,
     "reopen_rates": _REOPEN,
     "satisfaction": _SATISFACTION,
     "survey_response_rates": _RESPONSE,
+    "survey_responses": _SURVEY_RESPONSES,
 }
 
 
@@ -128,12 +182,27 @@ def month_bounds(conn: psycopg.Connection, month: str) -> tuple[datetime, dateti
     return row[0], row[1]
 
 
-def aggregate(conn: psycopg.Connection, month: str, as_of: datetime) -> None:
-    """Compute the tables of ``month`` into temporary tables ``_new_<table>``."""
+def check_publication_key(conn: psycopg.Connection, schema: str) -> None:
+    """MonthError unless the publication schema holds its secret key (migration 0008)."""
+    row = conn.execute(f'SELECT length(key) FROM "{schema}".publication_key').fetchone()
+    if row is None or row[0] != 32:
+        raise MonthError(
+            f'"{schema}".publication_key holds no 32-byte key: survey_responses\' Unique Keys '
+            "cannot be made. Restore the key from a backup (a new key changes every Unique Key "
+            "already published)")
+
+
+def aggregate(conn: psycopg.Connection, month: str, as_of: datetime, *,
+              schema: str = "published") -> None:
+    """Compute the tables of ``month`` into temporary tables ``_new_<table>``; ``schema`` is
+    the publication schema, whose secret key survey_responses' Unique Keys are made with."""
     start, end = month_bounds(conn, month)
+    check_publication_key(conn, schema)
     params = {"month": month, "start": start, "end": end, "as_of": as_of}
-    # CREATE TABLE AS takes no server-side parameters: bind them on the client (values only)
+    # CREATE TABLE AS takes no server-side parameters: bind them on the client (values only;
+    # the publication key is read by the query itself, so it is in no statement's text)
     with psycopg.ClientCursor(conn) as cur:
         for table, query in QUERIES.items():
+            query = query.replace("{publication_key}", f'"{schema}".publication_key')
             cur.execute(f"DROP TABLE IF EXISTS _new_{table}")
             cur.execute(f"CREATE TEMP TABLE _new_{table} AS {query}", params)

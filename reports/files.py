@@ -32,7 +32,15 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from reports.measures import RELIABILITY
-from reports.model import TABLES, Column, Publication, TableSpec
+from reports.model import (
+    DISSATISFACTION_REASONS,
+    SATISFACTION_RESPONSES,
+    TABLES,
+    UNIQUE_KEY_DIGITS,
+    Column,
+    Publication,
+    TableSpec,
+)
 
 #: Decimals of every "number" column; a number column not listed here is a rate (4 decimals).
 SCORES = ("mean_score", "mean_score_ci_low", "mean_score_ci_high")
@@ -42,6 +50,14 @@ RATE_DECIMALS = 4
 NUMBER_RANGE: dict[str, tuple[int, int]] = dict.fromkeys(SCORES, (0, 100))
 
 DATA_DIR = "data"
+#: What datapackage.json says a column of NYC's survey layout (survey_responses) can hold.
+NYC_LAYOUT_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "unique_key": {"pattern": f"[0-9a-f]{{{UNIQUE_KEY_DIGITS}}}"},
+    "survey_month": {"minimum": 1, "maximum": 12},
+    "satisfaction_response": {"enum": [text for _, text in SATISFACTION_RESPONSES]},
+    "dissatisfaction_reason": {"enum": [text for _, text in DISSATISFACTION_REASONS]},
+}
+
 #: The keywords of every data package and every data set of the catalog (data.json).
 KEYWORDS = ("NYC", "311", "service requests", "customer satisfaction")
 #: The terms the tables are published under: the NYC Open Data Terms of Use, like the City's
@@ -117,7 +133,7 @@ def table_cells(pub: Publication, spec: TableSpec) -> list[list[str | None]]:
         if set(row) != expected:
             missing, unknown = sorted(expected - set(row)), sorted(set(row) - expected)
             raise ValueError(f"{where}: missing columns {missing}, unknown columns {unknown}")
-        if row["month"] != pub.month:
+        if spec.has_month_column and row["month"] != pub.month:
             raise ValueError(f"{where}: month {row['month']!r} in the {pub.month} publication")
         key = tuple(row[k] for k in spec.key)
         if key in keys:
@@ -206,6 +222,8 @@ def _field(spec: TableSpec, column: Column) -> dict[str, Any]:
         constraints.update(minimum=low, maximum=high)
     if column.name == "reliability":
         constraints["enum"] = list(RELIABILITY)
+    if column.field:
+        constraints.update(NYC_LAYOUT_CONSTRAINTS.get(column.field, {}))
     if column.type == "datetime":
         field["format"] = "any"  # ISO 8601 with a UTC offset; "default" would demand UTC "Z"
     if constraints:
@@ -231,7 +249,7 @@ def _resource(spec: TableSpec, body: bytes) -> dict[str, Any]:
         "dialect": {"delimiter": ",", "doubleQuote": True, "header": True,
                     "lineTerminator": "\n", "quoteChar": '"'},
         "schema": {"fields": [_field(spec, c) for c in spec.columns],
-                   "primaryKey": ["month", *spec.key],
+                   "primaryKey": [*(["month"] if spec.has_month_column else []), *spec.key],
                    "missingValues": [""]},
     }
 
@@ -261,9 +279,11 @@ def datapackage(pub: Publication, csvs: dict[str, bytes]) -> dict[str, Any]:
             f"Monthly 311 service metrics for {pub.month} (New York time) published under Local "
             "Law 13 of 2025 (Administrative Code §23-306): requests received, closure rates, "
             "reopen-request rates and satisfaction with the agency's response, with each rate's "
-            "95% interval and a reliability flag, and survey response rates. Each table is also "
-            "published as a JSON array of row objects beside its CSV file; revisions.json lists "
-            "the revisions of this month and what each changed."
+            "95% interval and a reliability flag, survey response rates, and each answered "
+            "survey in the columns of NYC's 311 Resolution Satisfaction Survey dataset "
+            "(survey_responses). Each table is also published as a JSON array of row objects "
+            "beside its CSV file; revisions.json lists the revisions of this month and what "
+            "each changed."
         ),
         # Each revision may change any number, which is a breaking change for a consumer.
         "version": f"{pub.revision}.0.0",

@@ -6,18 +6,28 @@ definitions, so the column order and the documentation of every field live in on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from survey.i18n.reasons import REASONS
+
 
 @dataclass(frozen=True)
 class Column:
-    name: str
+    name: str  # the file's header (and the key of the rows in Python)
     type: str  # Frictionless Table Schema type: string, integer, number, datetime
     description: str
     #: computed from the row's counts by reports.measures.complete, not by the aggregation
     derived: bool = False
+    #: its column in PostgreSQL (the publication schema, the aggregation's query) where the
+    #: header is no snake_case name (NYC's layout has spaces); empty: the same as ``name``
+    field: str = ""
+
+    @property
+    def db_name(self) -> str:
+        return self.field or self.name
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,11 @@ class TableSpec:
     description: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # the grain: one row per distinct key
+    #: shown row by row on the month's page; a table too large for a page is not (the page
+    #: says how many rows it has and links its files)
+    on_page: bool = True
+    #: what one row is, in words, where the key does not say it ("answered survey")
+    grain: str = ""
 
     @property
     def column_names(self) -> list[str]:
@@ -37,10 +52,35 @@ class TableSpec:
         """The columns the aggregation computes (reports/aggregate.py); the others derive."""
         return [c.name for c in self.columns if not c.derived]
 
+    @property
+    def has_month_column(self) -> bool:
+        """Whether the rows carry their month; a table without one (NYC's layout) has the
+        month of its folder, data/YYYY-MM/, and of the publication schema's ``month``."""
+        return "month" in self.column_names
+
+    def db_names(self, names: Iterable[str]) -> list[str]:
+        """The PostgreSQL columns of the columns called ``names`` in the files."""
+        by_name = {c.name: c.db_name for c in self.columns}
+        return [by_name[n] for n in names]
+
 
 MONTH = Column("month", "string", "Calendar month in America/New_York local time, YYYY-MM.")
 AGENCY = Column("agency", "string", "Agency acronym, e.g. HPD.")
 TYPE = Column("complaint_type", "string", "311 complaint type.")
+
+#: Satisfaction Response of NYC's layout: the SurveyAnswered level and NYC's label for it.
+SATISFACTION_RESPONSES: tuple[tuple[str, str], ...] = (
+    ("STRONGLY_AGREE", "Strongly Agree"), ("AGREE", "Agree"), ("NEUTRAL", "Neutral"),
+    ("DISAGREE", "Disagree"), ("STRONGLY_DISAGREE", "Strongly Disagree"))
+#: Dissatisfaction Reason: the SurveyAnswered reason and NYC's English text (survey/i18n/reasons.py)
+DISSATISFACTION_REASONS: tuple[tuple[str, str], ...] = REASONS
+#: Hexadecimal digits of survey_responses' Unique Key (64 bits of its HMAC).
+UNIQUE_KEY_DIGITS = 16
+
+
+def _nyc(name: str, type_: str, description: str) -> Column:
+    """A column of NYC's survey layout: the header as NYC writes it, the field in snake_case."""
+    return Column(name, type_, description, field=name.lower().replace(" ", "_"))
 
 
 def _interval(rate: str, bound: str, of: str, scale: str = "0-1, 4 decimals") -> Column:
@@ -135,6 +175,42 @@ TABLES: tuple[TableSpec, ...] = (
                 "surveys were sent."),
          *_wilson("response_rate"), _reliability("surveys_sent")),
         ("agency",)),
+    TableSpec(
+        "survey_responses", "Survey responses",
+        "One row per survey answered in the month, in the columns of NYC's 311 Resolution "
+        "Satisfaction Survey dataset (NYC Open Data 5ijn-vbdv): the time coarsened to the "
+        "month, the place to the borough, no request number, no comment, no contact, and a key "
+        "that cannot be traced back to the request. The rows have no month column: the month is "
+        "that of the file's folder, and of every row's Survey Year and Survey Month.",
+        (_nyc("Unique Key", "string",
+              f"Identifier of the survey response: {UNIQUE_KEY_DIGITS} hexadecimal digits of an "
+              "HMAC-SHA256 of the survey under a secret key kept with this publication, the "
+              "same in every revision; without the key it cannot be traced back to the "
+              "service request or the survey."),
+         _nyc("Agency Acronym", "string",
+              "Acronym of the agency that handled the service request, e.g. HPD."),
+         _nyc("Agency Name", "string", "Name of that agency, as the request gave it."),
+         _nyc("Complaint Type", "string", "311 complaint type of the request."),
+         _nyc("Descriptor", "string",
+              "Further detail on the complaint type; empty when the request had none."),
+         _nyc("Borough", "string",
+              "Borough of the request, as the request gave it; empty when it gave none."),
+         _nyc("Resolution Description", "string",
+              "What the agency said when it closed the request: the closure the survey was "
+              "sent for (when the survey names none, the request's latest closure up to the "
+              "answer); empty when there is none."),
+         _nyc("Survey Year", "integer", "Year the survey was answered (New York time)."),
+         _nyc("Survey Month", "integer",
+              "Month the survey was answered (New York time), 1-12."),
+         _nyc("Satisfaction Response", "string",
+              "The answer to \"Overall, I am satisfied with the way my Service Request was "
+              "handled\": Strongly Agree, Agree, Neutral, Disagree or Strongly Disagree; empty "
+              "when the person did not rate it."),
+         _nyc("Dissatisfaction Reason", "string",
+              "For an answer of Disagree or Strongly Disagree, the reason the person chose "
+              "from NYC's list, in NYC's English words whatever the language the survey was "
+              "answered in; empty when none was chosen.")),
+        ("Unique Key",), on_page=False, grain="answered survey"),
 )
 BY_NAME = {t.name: t for t in TABLES}
 

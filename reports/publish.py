@@ -46,23 +46,28 @@ def _rows(conn: psycopg.Connection, source: str, table: str, month: str) -> list
     schema as in a fresh aggregation."""
     spec = BY_NAME[table]
     names = spec.aggregated_names
-    order = ", ".join(spec.key)
-    cur = conn.execute(f"SELECT {', '.join(names)} FROM {source} WHERE month = %s "
-                       f"ORDER BY {order}", (month,))
+    order = ", ".join(spec.db_names(spec.key))
+    cur = conn.execute(f"SELECT {', '.join(spec.db_names(names))} FROM {source} "
+                       f"WHERE month = %s ORDER BY {order}", (month,))
     rows = [{c: _value(v) for c, v in zip(names, row, strict=True)} for row in cur.fetchall()]
     return [complete(table, {c: row.get(c) for c in spec.column_names}) for row in rows]
 
 
 def _store(conn: psycopg.Connection, schema: str, month: str,
            tables: dict[str, list[Row]]) -> None:
-    """Replace ``month``'s rows in the publication schema with ``tables``."""
+    """Replace ``month``'s rows in the publication schema with ``tables`` (a table whose rows
+    carry no month column gets ``month`` in its own)."""
     for spec in TABLES:
-        cols = ", ".join(spec.column_names)
-        marks = ", ".join(["%s"] * len(spec.columns))
+        fields = spec.db_names(spec.column_names)
+        extra = [] if spec.has_month_column else [month]
+        if extra:
+            fields = ["month", *fields]
+        marks = ", ".join(["%s"] * len(fields))
         conn.execute(f'DELETE FROM "{schema}".{spec.name} WHERE month = %s', (month,))
         with conn.cursor() as cur:
-            cur.executemany(f'INSERT INTO "{schema}".{spec.name} ({cols}) VALUES ({marks})',
-                            [[row[c] for c in spec.column_names] for row in tables[spec.name]])
+            cur.executemany(
+                f'INSERT INTO "{schema}".{spec.name} ({", ".join(fields)}) VALUES ({marks})',
+                [[*extra, *(row[c] for c in spec.column_names)] for row in tables[spec.name]])
 
 
 def _digest(tables: dict[str, list[Row]]) -> str:
@@ -141,7 +146,7 @@ def publish_month(conn: psycopg.Connection, month: str, as_of: datetime | None =
             raise MonthError(f"{month} has not ended yet (it ends {end.isoformat()}); give an "
                              "--as-of no later than now for a preliminary revision")
         as_of = as_of or end
-        aggregate(conn, month, as_of)
+        aggregate(conn, month, as_of, schema=schema)
         new = {t.name: _rows(conn, f"_new_{t.name}", t.name, month) for t in TABLES}
         digest = _digest(new)
         latest = conn.execute(

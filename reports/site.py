@@ -35,7 +35,7 @@ from reports import charts, trends
 from reports.catalog import CATALOG, SiteEntry, catalog_file
 from reports.files import data_files, format_value, history, month_dir
 from reports.measures import RATES, SUPPRESSED
-from reports.model import TABLES, Column, Publication, TableSpec
+from reports.model import DISSATISFACTION_REASONS, TABLES, Column, Publication, TableSpec
 
 NEW_YORK = ZoneInfo("America/New_York")
 ASSETS = ("site.css", "site.js", "favicon.svg")
@@ -98,6 +98,7 @@ class HtmlTable:
     spec: TableSpec
     columns: list[Column]
     rows: list[tuple[dict[str, str], list[Cell]]]  # (filter attributes, cells)
+    count: int = 0  # the table's rows, also those of a table not shown on the page
 
 
 def _cell(column: Column, value: Any, row: dict[str, Any] | None = None,
@@ -144,14 +145,16 @@ def display_columns(spec: TableSpec) -> list[Column]:
 
 
 def html_table(pub: Publication, spec: TableSpec) -> HtmlTable:
+    """A table's rows as the page shows them; none for a table not shown on the page
+    (``TableSpec.on_page``: its files are linked and its rows counted)."""
     columns = display_columns(spec)
     rows = []
-    for row in pub.tables[spec.name]:
+    for row in pub.tables[spec.name] if spec.on_page else ():
         attributes: dict[str, str] = {name: str(row[name]) for name in FILTERED if name in row}
         if row.get("reliability"):
             attributes["reliability"] = str(row["reliability"])
         rows.append((attributes, [_cell(c, row.get(c.name), row, spec.name) for c in columns]))
-    return HtmlTable(spec, columns, rows)
+    return HtmlTable(spec, columns, rows, len(pub.tables[spec.name]))
 
 
 def _links(month: str, files: dict[str, bytes], prefix: str) -> dict[str, Any]:
@@ -220,7 +223,8 @@ def index_page(publications: list[Publication], files: dict[str, bytes],
 def methodology_page() -> bytes:
     return _page("methodology.html", "", tables=TABLES, label=label,
                  page_level=PAGE_LEVEL_COLUMNS, scores=charts.LEVELS, catalog=CATALOG,
-                 trends_table=trends.TRENDS, measures=trends.MEASURES)
+                 trends_table=trends.TRENDS, measures=trends.MEASURES,
+                 reasons=DISSATISFACTION_REASONS)
 
 
 def asset(name: str) -> bytes:

@@ -47,6 +47,12 @@ _TEXT_LIMITS: dict[str, tuple[bool, int]] = {
 }
 _DEFAULT_LIMIT = (False, 10_000)
 
+#: The answers after which the survey asks why (NYC's survey asks the same people).
+DISAGREEING = frozenset({"DISAGREE", "STRONGLY_DISAGREE"})
+#: The dissatisfaction reason that is a reopen request ("The Agency did not correct the issue
+#: and this Service Request should be reopened."): an answer with it has reopen_requested.
+REOPEN_REASON = "NOT_CORRECTED_REOPEN"
+
 TextRule = tuple[str, bool, int]  # field, required, max length
 
 
@@ -79,6 +85,35 @@ def _rules(name: str) -> tuple[tuple[TextRule, ...], tuple[TextRule, ...]]:
             record = next(t for t in f["type"] if isinstance(t, dict))
             contact = _text_rules(record["fields"])
     return _text_rules(fields), contact
+
+
+@cache
+def reason_symbols() -> tuple[str, ...]:
+    """The dissatisfaction reasons of the current SurveyAnswered schema, in its order."""
+    for f in current_schema("survey_answered")["fields"]:
+        if f["name"] == "dissatisfaction_reason":
+            enum = next(t for t in f["type"] if isinstance(t, dict))
+            return tuple(enum["symbols"])
+    raise KeyError("survey_answered has no dissatisfaction_reason")
+
+
+def _check_answer(name: str, record: Record) -> None:
+    """An answer says something, and its reason goes with a disagreeing answer (and, for the
+    reopen reason, with a reopen request): what the survey page sends, nothing else."""
+    satisfaction, reason = record.get("satisfaction"), record.get("dissatisfaction_reason")
+    if satisfaction is None and not record.get("reopen_requested") \
+            and not record.get("feedback"):
+        raise ValidationError(f"{name}: an answer with no rating, no reopen and no feedback")
+    if reason is None:
+        return
+    if reason not in reason_symbols():
+        raise ValidationError(f"{name}.dissatisfaction_reason: unknown reason {reason!r}")
+    if satisfaction not in DISAGREEING:
+        raise ValidationError(f"{name}.dissatisfaction_reason: given with satisfaction "
+                              f"{satisfaction!r}; only an answer that disagrees has a reason")
+    if reason == REOPEN_REASON and not record.get("reopen_requested"):
+        raise ValidationError(f"{name}.dissatisfaction_reason: {REOPEN_REASON} is a reopen "
+                              "request, but reopen_requested is false")
 
 
 def _check_text(name: str, record: Record, rules: tuple[TextRule, ...]) -> None:
@@ -119,7 +154,6 @@ def validate(name: str, record: Record) -> Record:
     if sealed is not None and not SEALED_MIN <= len(sealed["ciphertext"]) <= SEALED_MAX:
         raise ValidationError(f"{name}.sealed_contact.ciphertext: {len(sealed['ciphertext'])} "
                               f"bytes, expected {SEALED_MIN} to {SEALED_MAX}")
-    if name == "survey_answered" and record.get("satisfaction") is None \
-            and not record.get("reopen_requested") and not record.get("feedback"):
-        raise ValidationError(f"{name}: an answer with no rating, no reopen and no feedback")
+    if name == "survey_answered":
+        _check_answer(name, record)
     return record

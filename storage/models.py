@@ -143,7 +143,7 @@ class SurveyAnswer(Base):
     satisfaction: Mapped[str | None] = mapped_column(Text)
     reopen_requested: Mapped[bool] = mapped_column(Boolean, nullable=False)
     feedback: Mapped[str | None] = mapped_column(Text)
-    # one of NYC's reasons, asked of a person who disagreed (SurveyAnswered v4); optional
+    # one of NYC's reasons, asked of a person who disagreed (SurveyAnswered v2); optional
     dissatisfaction_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (

@@ -59,7 +59,7 @@ from survey.links import SurveyClaim, TokenError, TokenExpired, read_token
 
 log = logging.getLogger(__name__)
 
-# The form is four short fields; 2,000 characters of comments take at most ~24 KB encoded.
+# The form is five short fields; 2,000 characters of comments take at most ~24 KB encoded.
 MAX_FORM_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 16
 UNREADABLE = "unreadable"
@@ -226,7 +226,7 @@ class SurveyPages:
             return notice("answered", language, 409)
         self.metrics.survey_answer(ANSWER_RECORDED)
         return render("thanks.html", language, request_id=claim.request_id,
-                      reopen=answer.reopen)
+                      reopen=answer.reopen_requested)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

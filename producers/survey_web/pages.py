@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse
 from producers.survey_web.answers import FEEDBACK_LIMIT, LEVELS, Answer
 from survey.i18n import LANGUAGES, direction, format_count, language_context
 from survey.i18n.catalogs import template_environment
+from survey.i18n.reasons import DISAGREEING, REASONS
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE_DIR = HERE / "templates"
@@ -60,11 +61,14 @@ def survey_form(language: str, request_id: str, answer: Answer | None = None,
                 problem: str | None = None, status_code: int = 200) -> HTMLResponse:
     """The form, empty or filled with what the person sent and a message saying what to fix."""
     translations = language_context(language)["translations"]
-    levels = [{"value": value, "label": translations.gettext(label)} for value, label in LEVELS]
+    levels = [{"value": value, "label": translations.gettext(label),
+               "disagrees": value in DISAGREEING} for value, label in LEVELS]
+    reasons = [{"value": value, "label": translations.gettext(text)} for value, text in REASONS]
     return render(
         "form.html", language, status_code,
         request_id=request_id,
         levels=levels,
+        reasons=reasons,
         answer=answer,
         problem=problem,
         limit=FEEDBACK_LIMIT,

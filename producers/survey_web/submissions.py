@@ -91,8 +91,9 @@ class AnswerRecorder:
             "survey_id": claim.survey_id,
             "language": language,
             "satisfaction": answer.satisfaction,
-            "reopen_requested": answer.reopen,
+            "reopen_requested": answer.reopen_requested,
             "feedback": answer.feedback,
+            "dissatisfaction_reason": answer.reason,
         }
         validate(EVENT, event)  # what the consumers will check, before it is stored
         value = self.serde.encode(EVENT, event)

@@ -6,6 +6,7 @@ closed -> survey email -> its link -> answer -> SurveyAnswered -> projection -> 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import replace
 
 import httpx
@@ -82,3 +83,52 @@ def test_closed_to_email_to_answer_to_reopen_request(settings, topics, db, plain
     assert (event["request_id"], event["agency"], event["complaint_type"], event["feedback"],
             str(event["event_id"])) == ("5001", "HPD", "HEAT/HOT WATER",
                                         "Sigue sin calefacción.", reopen_event_id(survey_id))
+
+
+def test_the_reopen_reason_is_forwarded_exactly_like_a_ticked_box(settings, topics, db):
+    """Three answers through the survey page: the reopen reason alone, the ticked box alone, and
+    another reason (no reopen). The first two reach the agency as ReopenRequested, each once,
+    keyed by agency, with the survey's event id; the third does not."""
+    from producers.survey_web.outbox import answered_event_id
+    from survey.links import make_token
+    from tests.outbox_helpers import relayed
+
+    settings = replace(settings, survey_secret=SECRET)
+    produce(settings, [event for rid in ("5101", "5102", "5103")
+                       for event in (created(rid), closed(rid))])
+    project(settings)
+    forms = {
+        "5101": {"satisfaction": "STRONGLY_DISAGREE", "reason": "NOT_CORRECTED_REOPEN",
+                 "feedback": "Todavía no hay calefacción."},
+        "5102": {"satisfaction": "STRONGLY_DISAGREE", "reopen": "yes",
+                 "feedback": "Todavía no hay calefacción."},
+        "5103": {"satisfaction": "DISAGREE", "reason": "CORRECTED_TOO_LATE"},
+    }
+    survey_ids = {rid: str(uuid.uuid4()) for rid in forms}
+    with serve_app(create_app(settings)) as base_url, httpx.Client(timeout=10) as client:
+        for rid, form in forms.items():
+            link = f"{base_url}/survey/{make_token(SECRET, survey_ids[rid], rid, 'es')}"
+            assert client.post(link, data=form).status_code == 200
+        relayed(settings)
+    project(settings)
+    answers = db.execute("SELECT request_id, reopen_requested, dissatisfaction_reason "
+                         "FROM survey_answers ORDER BY 1").fetchall()
+    assert answers == [("5101", True, "NOT_CORRECTED_REOPEN"), ("5102", True, None),
+                       ("5103", False, "CORRECTED_TOO_LATE")]
+    assert str(db.execute("SELECT event_id FROM survey_answers WHERE request_id = '5101'"
+                          ).fetchone()[0]) == answered_event_id(survey_ids["5101"])
+
+    assert forward(settings).stats.forwarded == 2
+    assert forward(settings).stats.forwarded == 0  # exactly once per survey
+    records = read_all(settings, settings.topic("nyc311.reopen-requested"), expected=2)
+    serde = EventProducer(settings).serde
+    events = {serde.decode("reopen_requested", r.value())["request_id"]: (r.key(), r.value())
+              for r in records}
+    assert set(events) == {"5101", "5102"}
+    for rid, (key, value) in events.items():
+        event = serde.decode("reopen_requested", value)
+        assert key == b"HPD"
+        assert (event["agency"], event["complaint_type"], event["feedback"],
+                str(event["survey_id"]), str(event["event_id"])) == (
+            "HPD", "HEAT/HOT WATER", "Todavía no hay calefacción.", survey_ids[rid],
+            reopen_event_id(survey_ids[rid]))

@@ -4,8 +4,9 @@ PostgreSQL.
 
 What only a browser shows: the form works with nothing but its own stylesheet under the
 Content Security Policy (a blocked resource would be a console error), labels are tied to their
-inputs (the test clicks the translated labels), and the page is laid out right to left for
-Arabic.
+inputs (the test clicks the translated labels), the page is laid out right to left for
+Arabic, and the reason question appears only once the answer disagrees (CSS ``:has()``, no
+script).
 """
 
 from __future__ import annotations
@@ -110,3 +111,58 @@ def test_a_short_link_from_a_text_message_works_in_a_browser(browser, base_url, 
     rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
                       "reopen_requested FROM survey_answers").fetchall()
     assert rows == [(survey_id, "64123458", "bn", "STRONGLY_DISAGREE", True)]
+
+
+def test_the_reason_question_appears_for_a_disagreeing_answer_and_can_ask_for_a_reopen(
+        browser, base_url, survey_settings, db):
+    """No script: the stylesheet's :has() shows NYC's reasons once Disagree or Strongly
+    disagree is chosen and hides them again for Agree; the group is a labelled fieldset the
+    keyboard moves through; the "should be reopened" reason is a reopen request."""
+    t = translations("es")
+    survey_id = str(uuid.uuid4())
+    token = make_token(SECRET, survey_id, "64123456", "es")
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    try:
+        response = page.goto(f"{base_url}/survey/{token}")
+        assert response is not None and response.status == 200
+        fieldset = page.locator("fieldset.reasons")
+        assert fieldset.count() == 1 and not fieldset.is_visible()
+
+        page.get_by_label(t.gettext("Disagree"), exact=True).check()
+        assert fieldset.is_visible()
+        page.get_by_label(t.gettext("Agree"), exact=True).check()
+        assert not fieldset.is_visible()
+
+        page.get_by_label(t.gettext("Strongly disagree"), exact=True).check()
+        question = page.get_by_role("group", name=t.gettext("Why are you dissatisfied?"))
+        assert question.is_visible()
+        reasons = question.get_by_role("radio")
+        assert reasons.count() == 8
+        # the keyboard: Tab from the answers enters the reasons, an arrow key chooses the next
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "reason-1"
+        page.keyboard.press("ArrowDown")
+        reopen = question.get_by_label(t.gettext(
+            "The Agency did not correct the issue and this Service Request should be reopened."))
+        assert reopen.is_checked()
+        assert not page.get_by_label(t.gettext("Please reopen this request")).is_checked()
+        page.get_by_role("button", name=t.gettext("Send my answers")).click()
+        heading = page.get_by_role("heading", level=1)
+        heading.wait_for()
+        assert heading.inner_text() == t.gettext("Thank you")
+        assert page.get_by_text(t.gettext(
+            "You asked us to reopen Service Request %(request_id)s. We will send it back to the "
+            "agency that handled it.") % {"request_id": "64123456"}).is_visible()
+    finally:
+        context.close()
+    assert problems == []
+
+    relayed(survey_settings)
+    assert project(survey_settings).dead_lettered == 0
+    rows = db.execute("SELECT survey_id::text, satisfaction, reopen_requested, "
+                      "dissatisfaction_reason FROM survey_answers").fetchall()
+    assert rows == [(survey_id, "STRONGLY_DISAGREE", True, "NOT_CORRECTED_REOPEN")]

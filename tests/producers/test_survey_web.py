@@ -25,6 +25,7 @@ from nyc311.settings import Settings, SettingsError
 from producers.survey_web import create_app
 from producers.survey_web.outbox import OutboxRelay, answered_event_id
 from survey.i18n import LANGUAGES, RTL, translations
+from survey.i18n.reasons import REASONS
 from survey.links import make_token
 from survey.short_links import create_link, new_link_id
 from tests.conftest import SURVEY_SECRET as SECRET
@@ -372,6 +373,127 @@ def test_a_field_sent_twice_is_refused(client, survey_settings, db):
                            headers={"content-type": "application/x-www-form-urlencoded"})
     assert_clean_page(response, 400, "We could not read the form.")
     assert claimed(db, survey_id) == []
+
+
+# -- the reason question (NYC's Dissatisfaction Reason) -------------------------------------------
+
+REASON_QUESTION = "Why are you dissatisfied?"
+REOPEN_REASON_TEXT = ("The Agency did not correct the issue and this Service Request should be "
+                      "reopened.")
+
+
+@pytest.mark.parametrize("code", list(LANGUAGES))
+def test_the_reason_question_offers_nycs_reasons_in_every_language(client, code):
+    token, _ = new_token()
+    page = client.get(f"/survey/{token}?lang={code}")
+    t = translations(code)
+    assert_clean_page(page, 200, t.gettext(REASON_QUESTION),
+                      *(t.gettext(text) for _, text in REASONS))
+    fieldset = re.search(r'<fieldset class="reasons" aria-describedby="reasons-hint">\s*'
+                         r"<legend>([^<]+)</legend>(.*?)</fieldset>", page.text, re.S)
+    assert fieldset is not None
+    assert html.unescape(fieldset.group(1)) == t.gettext(REASON_QUESTION)
+    body = fieldset.group(2)
+    assert 'id="reasons-hint"' in body
+    radios = re.findall(r'<input type="radio" name="reason" id="(reason-\d)" value="(\w+)">\s*'
+                        r'<label for="(reason-\d)">([^<]+)</label>', body)
+    assert [(value, html.unescape(text)) for _, value, _, text in radios] == [
+        (value, t.gettext(text)) for value, text in REASONS]
+    assert all(radio == label for radio, _, label, _ in radios)
+    # the two answers that show the question (survey.css reveals it with :has())
+    disagreeing = re.findall(r'name="satisfaction" id="level-\d" value="(\w+)" class="disagrees"',
+                             page.text)
+    assert disagreeing == ["DISAGREE", "STRONGLY_DISAGREE"]
+    if code != "en":
+        assert REOPEN_REASON_TEXT not in page.text
+
+
+def test_the_stylesheet_shows_the_reasons_only_after_a_disagreeing_answer(client):
+    css = client.get("/static/survey.css").text
+    rule = re.search(r"@supports selector\(:has\(\*\)\) \{\s*(.*?)\s*\}\s*\}", css, re.S)
+    assert rule is not None  # without :has() the question stays visible to everyone
+    assert rule.group(1) == ".survey:not(:has(.disagrees:checked)) .reasons { display: none;"
+
+
+def test_a_disagreeing_answer_carries_its_reason(client, survey_settings):
+    token, survey_id = new_token()
+    response = client.post(f"/survey/{token}", data={
+        "satisfaction": "STRONGLY_DISAGREE", "reason": "TOO_FEW_UPDATES", "lang": "en"})
+    assert_clean_page(response, 200, "Thank you")
+    assert "You asked us to reopen" not in response.text
+    [event] = read_answers(survey_settings)
+    assert (event["survey_id"], event["satisfaction"], event["dissatisfaction_reason"],
+            event["reopen_requested"]) == (survey_id, "STRONGLY_DISAGREE", "TOO_FEW_UPDATES",
+                                           False)
+
+
+def test_the_reopen_reason_is_a_reopen_request_like_the_box(client, survey_settings):
+    by_reason, reason_id = new_token(request_id="64123457")
+    by_both, both_id = new_token()
+    response = client.post(f"/survey/{by_reason}", data={
+        "satisfaction": "DISAGREE", "reason": "NOT_CORRECTED_REOPEN", "lang": "en"})
+    assert_clean_page(response, 200, "You asked us to reopen Service Request 64123457")
+    assert client.post(f"/survey/{by_both}", data={
+        "satisfaction": "DISAGREE", "reason": "NOT_CORRECTED_REOPEN",
+        "reopen": "yes"}).status_code == 200
+    events = {e["survey_id"]: e for e in read_answers(survey_settings)}
+    for survey_id in (reason_id, both_id):
+        assert events[survey_id]["reopen_requested"] is True
+        assert events[survey_id]["dissatisfaction_reason"] == "NOT_CORRECTED_REOPEN"
+
+
+def test_an_answer_without_a_reason_is_as_it_always_was(client, survey_settings):
+    token, _ = new_token()
+    assert client.post(f"/survey/{token}", data={
+        "satisfaction": "DISAGREE", "feedback": "no reason given"}).status_code == 200
+    [event] = read_answers(survey_settings)
+    assert (event["satisfaction"], event["reopen_requested"], event["feedback"],
+            event["dissatisfaction_reason"]) == ("DISAGREE", False, "no reason given", None)
+
+
+def test_a_reason_sent_with_an_answer_that_does_not_disagree_is_dropped(client,
+                                                                         survey_settings, db):
+    """A reason ticked, then the answer changed to Agree (the question hides, the radio stays
+    checked), or sent where the browser showed the question to everyone: not recorded, and
+    the reopen reason forwards nothing."""
+    agree, agree_id = new_token()
+    unrated, unrated_id = new_token()
+    alone, alone_id = new_token()
+    assert client.post(f"/survey/{agree}", data={
+        "satisfaction": "AGREE", "reason": "NOT_CORRECTED_REOPEN"}).status_code == 200
+    assert client.post(f"/survey/{unrated}", data={
+        "reason": "OTHER", "feedback": "see above"}).status_code == 200
+    only_a_reason = client.post(f"/survey/{alone}", data={"reason": "NOT_CORRECTED"})
+    assert_clean_page(only_a_reason, 400, "Please choose an answer, tick the box")
+    events = {e["survey_id"]: e for e in read_answers(survey_settings)}
+    assert set(events) == {agree_id, unrated_id}
+    assert (events[agree_id]["satisfaction"], events[agree_id]["dissatisfaction_reason"],
+            events[agree_id]["reopen_requested"]) == ("AGREE", None, False)
+    assert (events[unrated_id]["satisfaction"], events[unrated_id]["dissatisfaction_reason"],
+            events[unrated_id]["reopen_requested"]) == (None, None, False)
+    assert claimed(db, alone_id) == []
+
+
+@pytest.mark.parametrize("level", ["STRONGLY_DISAGREE", "AGREE", ""])
+def test_an_unknown_reason_is_refused(client, survey_settings, db, level):
+    token, survey_id = new_token()
+    response = client.post(f"/survey/{token}", data={
+        "satisfaction": level, "reason": "THE_AGENCY_WAS_RUDE", "feedback": "kept"})
+    assert_clean_page(response, 400, "Please choose one of the answers listed.")
+    assert "THE_AGENCY_WAS_RUDE" not in response.text
+    assert ">kept</textarea>" in response.text
+    assert claimed(db, survey_id) == []
+    assert read_answers(survey_settings) == []
+
+
+def test_a_form_shown_again_keeps_the_reason_chosen(client):
+    token, _ = new_token()
+    response = client.post(f"/survey/{token}", data={
+        "satisfaction": "DISAGREE", "reason": "INFORMATION_DISPUTED", "feedback": "x" * 2001})
+    assert_clean_page(response, 400, "Your comments are too long")
+    assert 'value="DISAGREE" class="disagrees" checked' in response.text
+    assert re.findall(r'name="reason" id="reason-\d" value="(\w+)" checked', response.text) == [
+        "INFORMATION_DISPUTED"]
 
 
 # -- short links (text messages) ------------------------------------------------------------------

@@ -76,9 +76,30 @@ def publication(month: str = "2025-01", revision: int = 2) -> Publication:
         {"month": month, "agency": "NYPD", "surveys_sent": 4, "surveys_answered": 0,
          "response_rate": 0.0},
     ]
+    year, number = (int(part) for part in month.split("-"))
+    when = {"Survey Year": year, "Survey Month": number}
+    survey_responses = [  # NYC's layout: its column names, no month column, by Unique Key
+        {"Unique Key": "0b6c1e3f5a7d9e21", "Agency Acronym": "DOT",
+         "Agency Name": "Department of Transportation", "Complaint Type": "Street Condition",
+         "Descriptor": "Pothole", "Borough": "BROOKLYN",
+         "Resolution Description": "The Department of Transportation inspected the condition, "
+                                   "and repaired it.", **when,
+         "Satisfaction Response": "Strongly Disagree",
+         "Dissatisfaction Reason": "The Agency did not correct the issue and this Service "
+                                   "Request should be reopened."},
+        {"Unique Key": "7f00a2c4e6b81d35", "Agency Acronym": "HPD",
+         "Agency Name": "Department of Housing Preservation and Development",
+         "Complaint Type": "HEAT/HOT WATER", "Descriptor": "ENTIRE BUILDING",
+         "Borough": "BRONX", "Resolution Description": None, **when,
+         "Satisfaction Response": "Agree", "Dissatisfaction Reason": None},
+        {"Unique Key": "e93d5b7102f4a6c8", "Agency Acronym": "NYPD",
+         "Agency Name": "New York City Police Department", "Complaint Type": ACCENTED,
+         "Descriptor": None, "Borough": None, "Resolution Description": None, **when,
+         "Satisfaction Response": None, "Dissatisfaction Reason": None},
+    ]
     tables = {"requests_received": requests, "closure_rates": closures,
               "reopen_rates": reopens, "satisfaction": satisfaction,
-              "survey_response_rates": responses}
+              "survey_response_rates": responses, "survey_responses": survey_responses}
     first = as_of.replace(day=2, hour=9).astimezone(UTC)
     history: list[tuple[int, datetime, list[str]]] = [(1, first, [])]
     if revision > 1:

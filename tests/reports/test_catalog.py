@@ -322,20 +322,20 @@ def test_the_contact_is_the_setting():
 
 def test_a_table_added_to_the_model_is_catalogued(monkeypatch, site):
     """The datasets come from reports.model.TABLES: a new table needs no change here."""
-    extra = TableSpec("survey_responses", "Survey responses", "Surveys sent and answered.",
+    extra = TableSpec("complaint_counts", "Complaint counts", "Complaints counted.",
                       (Column("month", "string", "Month."),), ())
     monkeypatch.setattr(reports.catalog, "TABLES", (*TABLES, extra))
     files = dict(site)
     for month in MONTHS:
         for ext in ("csv", "json"):
-            files[f"data/{month}/survey_responses.{ext}"] = b"month\n"
+            files[f"data/{month}/complaint_counts.{ext}"] = b"month\n"
     document = catalog(publications(), files, site_url=SITE_URL)
-    assert [d["identifier"] for d in document["dataset"]][-1] == "nyc311-survey_responses"
+    assert [d["identifier"] for d in document["dataset"]][-1] == "nyc311-complaint_counts"
     assert len(document["dataset"][-1]["distribution"]) == 2 * len(MONTHS)
     assert messages(dcat_errors(document)) == []
-    with pytest.raises(ValueError, match=r"survey_responses\.json is not a file of the site"):
+    with pytest.raises(ValueError, match=r"complaint_counts\.json is not a file of the site"):
         catalog(publications(), {k: v for k, v in files.items()
-                                 if k != "data/2025-01/survey_responses.json"})
+                                 if k != "data/2025-01/complaint_counts.json"})
 
 
 def test_site_level_entries_are_datasets_of_the_whole_period(site):

@@ -40,6 +40,10 @@ CONTRACT = {
     "survey_response_rates": ["month", "agency", "surveys_sent", "surveys_answered",
                               "response_rate", "response_rate_ci_low", "response_rate_ci_high",
                               "reliability"],
+    # NYC's 311 Resolution Satisfaction Survey (Open Data 5ijn-vbdv), its headers as NYC writes them
+    "survey_responses": ["Unique Key", "Agency Acronym", "Agency Name", "Complaint Type",
+                         "Descriptor", "Borough", "Resolution Description", "Survey Year",
+                         "Survey Month", "Satisfaction Response", "Dissatisfaction Reason"],
 }
 RATES = {"closure_rate", "reopen_rate", "share_satisfied", "response_rate"}
 RATES |= {f"{rate}_ci_{bound}" for rate in RATES for bound in ("low", "high")}
@@ -137,8 +141,8 @@ def test_json_holds_the_csv_rows_as_typed_values(files, table):
                 assert type(value) is int
             elif column.type == "number":
                 assert value is None or type(value) is float
-            else:
-                assert isinstance(value, str)
+            else:  # NYC's layout has empty text cells (a request without a descriptor)
+                assert isinstance(value, str) or (value is None and column.field)
 
 
 def test_json_numbers_keep_their_fixed_decimals(files):
@@ -207,7 +211,8 @@ def test_datapackage_describes_every_csv_in_the_data_package_v2_shape(files):
         assert all(f["constraints"]["maximum"] == 1 for f in fields if f["name"] in RATES)
 
         key = resource["schema"]["primaryKey"]
-        assert set(key) <= set(CONTRACT[table]) and "month" in key
+        assert set(key) <= set(CONTRACT[table])
+        assert ("month" in key) == ("month" in CONTRACT[table])  # NYC's layout has none
         rows = cells(files, table)
         assert len({tuple(r[k] for k in key) for r in rows}) == len(rows)
         for row in rows:
@@ -221,7 +226,7 @@ def test_datapackage_validates_with_the_frictionless_reference_implementation(fi
         (tmp_path / path.rsplit("/", 1)[1]).write_bytes(body)
     report = frictionless.validate(str(tmp_path / "datapackage.json"))
     assert report.valid, report.flatten(["rowNumber", "fieldNumber", "type", "message"])
-    assert [task.stats["rows"] for task in report.tasks] == [4, 4, 3, 3, 3]
+    assert [task.stats["rows"] for task in report.tasks] == [4, 4, 3, 3, 3, 3]
 
 
 def test_revisions_lists_every_revision_with_its_changes(files):

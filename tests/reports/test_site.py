@@ -171,7 +171,7 @@ def test_markup_in_data_is_escaped(site):
 def test_month_page_has_the_four_tables_with_every_row(site):
     html = site["2025-01/index.html"].decode()
     pub = publication()
-    for spec in TABLES:
+    for spec in (spec for spec in TABLES if spec.on_page):
         body = first(rf'<table class="data" id="table-{spec.name}".*?</table>', html)
         assert re.search(rf"<caption[^>]*>{re.escape(spec.title.replace(chr(39), '&#39;'))}",
                          body), spec.name

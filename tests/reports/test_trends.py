@@ -116,7 +116,8 @@ def build(month: str, revision: int = 1, raw: dict[str, list[tuple[Any, ...]]] |
                   "surveys_answered": answered, "response_rate": _share(answered, sent)}
                  for a, sent, answered in raw["responses"]]
     tables = {"requests_received": requests, "closure_rates": closures, "reopen_rates": reopens,
-              "satisfaction": satisfaction, "survey_response_rates": responses}
+              "satisfaction": satisfaction, "survey_response_rates": responses,
+              "survey_responses": []}
     published = as_of.replace(day=2 + revision, hour=9).astimezone(UTC)
     return Publication(month=month, revision=revision, as_of=as_of, published_at=published,
                        tables={name: [complete(name, row) for row in rows]

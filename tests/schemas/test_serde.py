@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from fastavro import parse_schema
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
 from schemas.serde import (
@@ -21,7 +22,7 @@ from schemas.serde import (
     current_schema,
     history_files,
 )
-from schemas.validate import ValidationError, validate
+from schemas.validate import ValidationError, reason_symbols, validate
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
 
@@ -45,8 +46,9 @@ SAMPLES = {
     },
     "survey_answered": {
         "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
-        "survey_id": str(uuid.uuid4()), "language": "es", "satisfaction": "AGREE",
+        "survey_id": str(uuid.uuid4()), "language": "es", "satisfaction": "STRONGLY_DISAGREE",
         "reopen_requested": True, "feedback": "Todavía no hay calefacción — 暖气",
+        "dissatisfaction_reason": "NOT_CORRECTED_REOPEN",
     },
     "reopen_requested": {
         "event_id": str(uuid.uuid4()), "occurred_at": NOW, "request_id": "59000001",
@@ -169,6 +171,96 @@ def test_an_empty_answer_is_invalid_and_a_full_one_valid():
     with pytest.raises(ValidationError, match="no rating"):
         validate("survey_answered", dict(SAMPLES["survey_answered"], satisfaction=None,
                                          reopen_requested=False, feedback=None))
+
+
+def _history(name: str, version: int) -> dict:
+    return json.loads((SCHEMA_DIR / "history" / name / f"v{version}.avsc").read_text())
+
+
+def _written(schema: dict, record: dict) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, parse_schema(schema), record)
+    return out.getvalue()
+
+
+def test_an_answer_of_v1_reads_with_the_current_schema_without_a_reason():
+    """Every answer given before the reason question: single-object encoded by a v1 writer,
+    decoded by today's Serde (the projector's and the forwarder's), the reason empty."""
+    v1 = _history("survey_answered", 1)
+    record = {k: v for k, v in SAMPLES["survey_answered"].items()
+              if k != "dissatisfaction_reason"}
+    parsed = parse_schema(v1)
+    data = b"\xc3\x01" + _schema_fingerprint(parsed) + _written(v1, record)
+    for serde in (Serde(), Serde(logical_types=False)):
+        decoded = serde.decode("survey_answered", data)
+        assert decoded["dissatisfaction_reason"] is None
+        assert decoded["satisfaction"] == "STRONGLY_DISAGREE"
+        assert decoded["reopen_requested"] is True
+    assert validate("survey_answered", Serde().decode("survey_answered", data))
+
+
+def test_an_answer_with_a_reason_reads_with_the_v1_schema():
+    """The reverse (forward compatibility): a consumer still on v1, given the writer schema (as
+    a registry gives it), reads a v2 answer as the same answer without the new field."""
+    current = json.loads((SCHEMA_DIR / "survey_answered.avsc").read_text())
+    v1 = parse_schema(_history("survey_answered", 1))
+    body = io.BytesIO(_written(current, SAMPLES["survey_answered"]))
+    old = schemaless_reader(body, parse_schema(current), v1)
+    assert "dissatisfaction_reason" not in old
+    assert normalised(old) == {k: v for k, v in SAMPLES["survey_answered"].items()
+                               if k != "dissatisfaction_reason"}
+
+
+def test_a_reason_added_later_reads_as_other():
+    """The enum's default: a writer with a reason this version does not know yet (a later
+    schema, from a registry) is read as OTHER, not refused."""
+    later = json.loads((SCHEMA_DIR / "survey_answered.avsc").read_text())
+    enum = next(t for t in later["fields"][-1]["type"] if isinstance(t, dict))
+    enum["symbols"] = [*enum["symbols"], "A_LATER_REASON"]
+    record = dict(SAMPLES["survey_answered"], dissatisfaction_reason="A_LATER_REASON")
+    data = confluent_frame(11, "survey_answered", record, writer_schema=later)
+    decoded = Serde(resolver=lambda _id: later).decode("survey_answered", data)
+    assert decoded["dissatisfaction_reason"] == "OTHER"
+
+
+def test_the_reasons_are_an_enum_with_other_as_its_default():
+    field = next(f for f in current_schema("survey_answered")["fields"]
+                 if f["name"] == "dissatisfaction_reason")
+    assert field["default"] is None and field["type"][0] == "null"
+    enum = field["type"][1]
+    assert enum["type"] == "enum" and enum["default"] == "OTHER"
+    assert tuple(enum["symbols"]) == reason_symbols() and len(reason_symbols()) == 8
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"dissatisfaction_reason": "NOT_A_REASON"}, "unknown reason"),
+    ({"satisfaction": "AGREE"}, "only an answer that disagrees"),
+    ({"satisfaction": None}, "only an answer that disagrees"),
+    ({"reopen_requested": False}, "is a reopen request"),
+])
+def test_a_reason_that_does_not_fit_the_answer_is_invalid(change, error):
+    with pytest.raises(ValidationError, match=error):
+        validate("survey_answered", dict(SAMPLES["survey_answered"], **change))
+
+
+def test_an_unknown_reason_is_refused_on_the_wire_too():
+    with pytest.raises(EncodeError):
+        Serde().encode("survey_answered",
+                       dict(SAMPLES["survey_answered"], dissatisfaction_reason="NOT_A_REASON"))
+    data = bytearray(Serde().encode("survey_answered", SAMPLES["survey_answered"]))
+    assert data[-1] == 2  # union branch 1, then the enum index: NOT_CORRECTED_REOPEN is 1
+    data[-1] = 2 * 40  # an index past the last reason
+    with pytest.raises(DecodeError):
+        Serde().decode("survey_answered", bytes(data))
+
+
+@pytest.mark.parametrize("reason", reason_symbols())
+def test_every_reason_is_valid_with_a_disagreeing_answer(reason):
+    record = dict(SAMPLES["survey_answered"], dissatisfaction_reason=reason,
+                  satisfaction="DISAGREE", reopen_requested=reason == "NOT_CORRECTED_REOPEN")
+    assert validate("survey_answered", record)
+    assert normalised(Serde().decode("survey_answered",
+                                     Serde().encode("survey_answered", record))) == record
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

@@ -4,7 +4,7 @@ survey response rates, and the dissatisfaction reason that fills that layout.
 Projection schema:
 
 - ``survey_answers.dissatisfaction_reason``: the reason a person who disagreed chose from
-  NYC's list (SurveyAnswered v4, optional; empty for every answer before it).
+  NYC's list (SurveyAnswered v2, optional; empty for every answer before it).
 
 Publication schema:
 
