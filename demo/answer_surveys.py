@@ -3,8 +3,9 @@
 Reads the mail the demo's mail catcher received (a Maildir), follows each survey link with an
 HTTP GET, and for a share of them POSTs an answer with the mix NYC's own 311 Resolution
 Satisfaction Survey shows: about 54% strongly disagree, 24% strongly agree, 9% agree,
-8% disagree, 5% neutral. Dissatisfied people ask for a reopen more often. Deterministic for a
-seed.
+8% disagree, 5% neutral. Dissatisfied people ask for a reopen more often, and most of them
+choose one of NYC's reasons, in the proportions NYC's survey dataset shows (Open Data 5ijn-vbdv:
+"The Agency did not correct the issue." about half, "Other" 30%, ...). Deterministic for a seed.
 
     python demo/answer_surveys.py --maildir outbox/mail --share 0.4 --seed 311
 """
@@ -34,6 +35,12 @@ FEEDBACK = {
     "AGREE": ["Thank you."],
     "STRONGLY_AGREE": ["Fixed the same day, thank you!", "Great service."],
 }
+# NYC's Dissatisfaction Reason counts (5ijn-vbdv, 2022-2025), by the survey's codes
+REASON_MIX = [("NOT_CORRECTED", 110718), ("OTHER", 67366), ("UNHELPFUL_UPDATES", 18152),
+              ("NOT_CORRECTED_REOPEN", 16036), ("CORRECTED_TOO_LATE", 4192),
+              ("INFORMATION_DISPUTED", 3407), ("TOO_FEW_UPDATES", 2589),
+              ("CORRECTED_UNSATISFACTORY", 2152)]
+REASON_SHARE = 0.8  # of the people who disagree, those who answer the optional question
 LINK = re.compile(r"https?://[^\s<>\"']+/survey/[A-Za-z0-9_.\-]+")
 
 
@@ -69,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(args.seed)
     levels, weights = zip(*MIX, strict=True)
+    reasons, reason_weights = zip(*REASON_MIX, strict=True)
     links = sorted(filter(None, (survey_link(m) for m in mailbox.Maildir(args.maildir,
                                                                          create=False))))
     plans = []  # decided up front, so the answers do not depend on the order of the threads
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         form = {"satisfaction": level, "feedback": ""}
         if rng.random() < REOPEN_SHARE.get(level, 0.0):
             form["reopen"] = "yes"  # the value of the form's checkbox
+        if level in ("DISAGREE", "STRONGLY_DISAGREE") and rng.random() < REASON_SHARE:
+            form["reason"] = rng.choices(reasons, reason_weights)[0]
         if rng.random() < 0.3:
             form["feedback"] = rng.choice(FEEDBACK[level])
         plans.append((link, form))
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for (_link, form), ok in zip(plans, results, strict=True):
             if ok:
                 answered[form["satisfaction"]] += 1
-                reopens += "reopen" in form
+                reopens += "reopen" in form or form.get("reason") == "NOT_CORRECTED_REOPEN"
             else:
                 errors += 1
         if plans and not wait_for_outbox(client, plans[0][0].split("/survey/")[0]):
