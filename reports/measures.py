@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from statistics import NormalDist
-from typing import Any
+from typing import Any, NamedTuple
 
 Z = NormalDist().inv_cdf(0.975)  # 1.959963984540054
 SUPPRESS_BELOW = 10
@@ -98,15 +98,21 @@ def _rate_columns(row: dict[str, Any], rate: str, k: int, n: int) -> None:
     row[f"{rate}_ci_low"], row[f"{rate}_ci_high"] = (rounded(b, 4) for b in interval)
 
 
-#: table -> (its rate columns as (rate, numerator, denominator)), the denominator that decides
-#: the row's reliability
-RATES: dict[str, tuple[tuple[tuple[str, str, str], ...], str]] = {
-    "closure_rates": ((("closure_rate", "closed", "received"),), "received"),
-    "reopen_rates": ((("reopen_rate", "reopen_requested", "surveys_answered"),),
-                     "surveys_answered"),
-    "satisfaction": ((("share_satisfied", "", "responses"),), "responses"),
-    "survey_response_rates": ((("response_rate", "surveys_answered", "surveys_sent"),),
-                              "surveys_sent"),
+class Rate(NamedTuple):
+    """A table's rate: the sum of ``numerators`` over ``denominator``, whose count also
+    decides the row's reliability."""
+
+    name: str
+    numerators: tuple[str, ...]
+    denominator: str
+
+
+#: table -> its rate (each table with rates has one; satisfaction adds the mean score)
+RATES: dict[str, Rate] = {
+    "closure_rates": Rate("closure_rate", ("closed",), "received"),
+    "reopen_rates": Rate("reopen_rate", ("reopen_requested",), "surveys_answered"),
+    "satisfaction": Rate("share_satisfied", ("strongly_agree", "agree"), "responses"),
+    "survey_response_rates": Rate("response_rate", ("surveys_answered",), "surveys_sent"),
 }
 
 
@@ -118,15 +124,10 @@ def complete(table: str, row: dict[str, Any]) -> dict[str, Any]:
     """
     if table not in RATES:
         return row
-    rates, denominator = RATES[table]
+    rate = RATES[table]
     out = dict(row)
-    n = int(out[denominator] or 0)
-    for rate, numerator, of in rates:
-        if table == "satisfaction":
-            k = int(out["strongly_agree"] or 0) + int(out["agree"] or 0)
-        else:
-            k = int(out[numerator] or 0)
-        _rate_columns(out, rate, k, int(out[of] or 0))
+    n = int(out[rate.denominator] or 0)
+    _rate_columns(out, rate.name, sum(int(out[c] or 0) for c in rate.numerators), n)
     if table == "satisfaction":
         counts = [int(out[level] or 0) for level, _ in LEVEL_SCORES]
         interval = mean_interval(counts)

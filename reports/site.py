@@ -46,7 +46,8 @@ FILTERED = ("agency", "complaint_type")  # the row attributes the filter form ma
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December")
 LABELS = {"agency": "Agency", "agency_name": "Agency name", "complaint_type": "Complaint type"}
-for _rate in ("closure_rate", "reopen_rate", "share_satisfied", "mean_score", "response_rate"):
+for _rate in (c.name.removesuffix("_ci_low") for spec in TABLES for c in spec.columns
+              if c.name.endswith("_ci_low")):
     LABELS[f"{_rate}_interval"] = "95% interval"
     LABELS[f"{_rate}_ci_low"] = "95% interval (lower bound)"
     LABELS[f"{_rate}_ci_high"] = "95% interval (upper bound)"
@@ -124,7 +125,7 @@ def _empty(row: dict[str, Any] | None, table: str) -> str:
     """What an empty rate cell says: "n/a" with no case at all, "suppressed" with 1 to 9."""
     if not row or row.get("reliability") != SUPPRESSED or table not in RATES:
         return "n/a"
-    return "suppressed" if row.get(RATES[table][1]) else "n/a"
+    return "suppressed" if row.get(RATES[table].denominator) else "n/a"
 
 
 def display_columns(spec: TableSpec) -> list[Column]:
@@ -263,7 +264,7 @@ def site_files(publications: list[Publication], *, site_url: str = "",
         newer = pubs[i - 1] if i > 0 else None
         older = pubs[i + 1] if i + 1 < len(pubs) else None
         files[f"{pub.month}/index.html"] = month_page(pub, files, newer, older)
-    files.update(trends_files(trend))
+    files.update(trends_pages(trend, files))
     files["methodology.html"] = methodology_page()
     files["index.html"] = index_page(pubs, files, trend)
     return files
@@ -298,13 +299,13 @@ def trends_page(trend: trends.Trends, agency: trends.Agency | None,
                    "json": size(len(files[trends.JSON_PATH]))})
 
 
-def trends_files(trend: trends.Trends) -> dict[str, bytes]:
-    """trends.csv and trends.json at the root, the citywide page and one page per agency."""
-    files = trends.data_files(trend)
+def trends_pages(trend: trends.Trends, files: dict[str, bytes]) -> dict[str, bytes]:
+    """The citywide trends page and one page per agency; ``files`` already holds trends.csv
+    and trends.json (``trends.data_files``), whose sizes the pages state."""
     pages = {"trends/index.html": trends_page(trend, None, files)}
     for agency in trend.agencies:
         pages[f"trends/{agency.slug}.html"] = trends_page(trend, agency, files)
-    return files | pages
+    return pages
 
 
 def _write_order(path: str) -> tuple[int, str]:
