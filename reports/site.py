@@ -36,15 +36,16 @@ from reports.catalog import CATALOG, SiteEntry, catalog_file
 from reports.files import data_files, format_value, history, month_dir
 from reports.measures import RATES, SUPPRESSED
 from reports.model import DISSATISFACTION_REASONS, TABLES, Column, Publication, TableSpec
+from reports.trends import month_title
 
 NEW_YORK = ZoneInfo("America/New_York")
 ASSETS = ("site.css", "site.js", "favicon.svg")
 #: Columns the page states once above the tables instead of repeating in every row.
 PAGE_LEVEL_COLUMNS = frozenset({"month", "as_of"})
 FILTERED = ("agency", "complaint_type")  # the row attributes the filter form matches
-#: English month names, not strftime's %B, which follows the process locale.
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")
+#: English month names, not strftime's %B, which follows the process locale (the trends
+#: pages' names; one list for the whole site).
+MONTHS = trends.MONTH_NAMES
 LABELS = {"agency": "Agency", "agency_name": "Agency name", "complaint_type": "Complaint type"}
 for _rate in (c.name.removesuffix("_ci_low") for spec in TABLES for c in spec.columns
               if c.name.endswith("_ci_low")):
@@ -60,12 +61,6 @@ def environment() -> Environment:
                       keep_trailing_newline=True)
     env.filters["day"] = day
     return env
-
-
-def month_title(month: str) -> str:
-    """'2025-01' -> 'January 2025'."""
-    first = datetime.strptime(month, "%Y-%m")
-    return f"{MONTHS[first.month - 1]} {first.year}"
 
 
 def day(at: datetime) -> str:

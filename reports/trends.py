@@ -363,6 +363,7 @@ UNRELIABLE_TEXT = f"fewer than {UNRELIABLE_BELOW}: unreliable"
 
 
 def month_title(month: str) -> str:
+    """'2025-01' -> 'January 2025'."""
     year, number = month.split("-")
     return f"{MONTH_NAMES[int(number) - 1]} {year}"
 
