@@ -9,6 +9,18 @@ with the partitions paused so the group membership stays alive, and the batch in
 skipped. A batch that fails for a non-transient reason is split record by record (savepoints) so
 only the records the database refuses are dead-lettered.
 
+Groups rebalance cooperatively (``cooperative-sticky``, :data:`ASSIGNMENT_STRATEGY`): a member
+joining or leaving moves only the partitions that change owner, and every other member keeps
+consuming its own throughout. The callbacks therefore see deltas, not the whole assignment: an
+assignment adds partitions (their stored offsets are read for those alone), a revocation
+removes some (Kafka's copy of their offsets is committed first), a loss too (nothing is
+committed: another member may own them already), and ``consumer.assignment()`` is the current
+set. A partition is revoked only between batches, or
+while the loop waits out a failure with the batch in hand; the records of a partition no longer
+held are then left out of the batch, unwritten, for the new owner to read from the offsets
+stored in PostgreSQL. Eager and cooperative members cannot share a group: every member of a
+group must run this version (docs/RUNBOOK.md, "Upgrading to cooperative rebalancing").
+
 Nothing stalls silently. A record the DLQ refuses for its size is dead-lettered as a truncated
 copy (:mod:`consumers.dlq`), so no single record is retried forever. What cannot be cured by
 the loop itself (the database or the DLQ unavailable, a DLQ that refuses even the truncated
@@ -70,6 +82,10 @@ TUNING: dict[str, Any] = {
     # joining the group waited up to 3 s for the others to give up partitions
     "heartbeat.interval.ms": 500,
 }
+
+# the rebalance protocol the callbacks are written for (incremental: they get deltas); not a
+# tuning knob, so KAFKA_PARTITION_ASSIGNMENT_STRATEGY does not override it
+ASSIGNMENT_STRATEGY = "cooperative-sticky"
 
 
 # Exit status of a service stopped (signal, --max-seconds) with work it could not commit: a
@@ -137,6 +153,7 @@ class ConsumeLoop:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             **(consumer_config or {}),
+            "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
         }
         self._consumer_config["on_commit"] = self._on_commit
         self._consumer: Consumer | None = None
@@ -157,6 +174,7 @@ class ConsumeLoop:
         self._commit_sent_at = 0.0
         self._kafka_dirty = False
         self._brokers_down = False  # librdkafka said so, and nothing has come from Kafka since
+        self._paused = False  # in _wait: the assignment is paused while the loop polls
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -321,9 +339,18 @@ class ConsumeLoop:
     # -- rebalancing -----------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTP]) -> None:
+        """Partitions added to the assignment (only those: the others go on as they were).
+
+        Their next offsets are read from PostgreSQL and handed to ``incremental_assign``, which
+        must be called, even with an empty list (a rebalance that gave this member nothing
+        new), for librdkafka to finish the rebalance. While the loop waits out a failure with
+        its partitions paused, the new ones are paused too, so nothing is fetched past them."""
         wanted = [(tp.topic, tp.partition) for tp in partitions]
+        if not partitions:
+            consumer.incremental_assign(partitions)
+            return
         if self._closing or self.stats.abandoned:  # leaving: take them, read nothing
-            consumer.assign(partitions)
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
             return
         try:
@@ -336,7 +363,7 @@ class ConsumeLoop:
         except Abandoned as exc:  # stopping while the database is away: read nothing
             self.stats.abandoned = str(exc)
             log.warning("%s", exc)
-            consumer.assign(partitions)
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
             return
         for tp in partitions:
@@ -345,30 +372,40 @@ class ConsumeLoop:
                 self._positions[(tp.topic, tp.partition)] = tp.offset
         self.stats.assigned.update(wanted)
         self._kafka_dirty = True  # Kafka's copy of the offsets follows PostgreSQL's from now
-        log.info("assigned %d partitions of %s (%d resume from PostgreSQL, %d from the beginning)",
-                 len(wanted), ", ".join(sorted({t for t, _ in wanted})), len(stored),
-                 len(wanted) - len(stored))
+        log.info("assigned %d partitions of %s (%d resume from PostgreSQL, %d from the "
+                 "beginning): %d partitions held", len(wanted),
+                 ", ".join(sorted({t for t, _ in wanted})), len(stored),
+                 len(wanted) - len(stored), len(self.stats.assigned))
         log.debug("assigned %s", {f"{t}[{p}]": stored.get((t, p), "beginning") for t, p in wanted})
-        consumer.assign(partitions)
+        consumer.incremental_assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTP]) -> None:
+        """Partitions taken away (only those). Their rows and offsets are committed already:
+        a revocation is served from ``consume`` between batches, or from the waits of a retry,
+        after which :meth:`_write` leaves them out. What is left is Kafka's copy of their
+        offsets, committed here so the next owner's lag starts right."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         mine = {tp: o for tp, o in self._positions.items() if tp in revoked}
         if not self._closing and not self._kafka_stuck():  # closing: committed already
             self._commit_kafka(consumer, mine)
-        self._forget(revoked)
-        consumer.unassign()
+        self._forget(revoked, "revoked")
+        consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaTP]) -> None:
-        self._forget({(tp.topic, tp.partition) for tp in partitions})
-        consumer.unassign()
+        """Partitions lost (the session timed out): another member may own them already, so
+        nothing of theirs is committed, not even to Kafka."""
+        self._forget({(tp.topic, tp.partition) for tp in partitions}, "lost")
+        consumer.incremental_unassign(partitions)
 
-    def _forget(self, partitions: set[TP]) -> None:
+    def _forget(self, partitions: set[TP], how: str) -> None:
         for tp in partitions:
             self._positions.pop(tp, None)
         self.stats.assigned -= partitions
-        log.info("revoked %d partitions", len(partitions))
-        log.debug("revoked %s", sorted(f"{t}[{p}]" for t, p in partitions))
+        log.info("%s %d partitions: %d partitions held", how, len(partitions),
+                 len(self.stats.assigned))
+        log.debug("%s %s", how, sorted(f"{t}[{p}]" for t, p in partitions))
 
     # -- one batch -------------------------------------------------------------------------------
 
@@ -381,10 +418,15 @@ class ConsumeLoop:
         poison: list[tuple[Message, BaseException]] = []
         last: dict[tuple[Any, Any], int] = {}  # (topic, partition) -> last offset in the batch
         decode, append = self.handler.decode, items.append
+        held = self.stats.assigned
         for msg in messages:
             err = msg.error()
             if err is not None:
                 self._on_kafka_error(err)
+                continue
+            if (msg.topic(), msg.partition()) not in held:
+                # fetched before a revocation served in the same consume(): its new owner
+                # reads it from the offsets stored in PostgreSQL
                 continue
             last[(msg.topic(), msg.partition())] = msg.offset()  # type: ignore[assignment]
             try:
@@ -398,7 +440,11 @@ class ConsumeLoop:
         ends: dict[TP, int] = {(str(t), int(p)): int(o) + 1 for (t, p), o in last.items()}
         if poison:
             self._dead_letter(poison)
-        self._write(items, ends)
+        written = self._write(items, ends)
+        if len(written) < len(ends):  # partitions revoked while the batch waited: left out
+            items = [item for item in items
+                     if (item.msg.topic(), item.msg.partition()) in written]
+        ends = written
         for tp, end in ends.items():
             self._positions[tp] = max(end, self._positions.get(tp, 0))
         self._kafka_dirty = True
@@ -483,21 +529,34 @@ class ConsumeLoop:
                     extra={"topic": msg.topic(), "partition": msg.partition(),
                            "offset": msg.offset()})
 
-    def _write(self, items: list[Item], ends: dict[TP, int]) -> None:
-        def transaction(conn: psycopg.Connection) -> None:
+    def _write(self, items: list[Item], ends: dict[TP, int]) -> dict[TP, int]:
+        """Write the batch and its offsets in one transaction, retrying transient errors; the
+        offsets written are returned. A partition revoked while a retry waited (the waits serve
+        rebalances) is left out of the next attempt: its new owner reads its records from the
+        offsets stored in PostgreSQL, which this batch never moved."""
+        def transaction(conn: psycopg.Connection) -> dict[TP, int]:
             self._refused = []
+            held = self.stats.assigned
+            batch, offsets = items, ends
+            if any(tp not in held for tp in ends):
+                batch = [item for item in items
+                         if (item.msg.topic(), item.msg.partition()) in held]
+                offsets = {tp: end for tp, end in ends.items() if tp in held}
+                log.info("leaving %d records of %d revoked partitions out of the batch",
+                         len(items) - len(batch), len(ends) - len(offsets))
             try:
                 with conn.transaction():
-                    self.handler.write(conn, items)
-                    offset_store.store(conn, self.group_id, ends)
+                    self.handler.write(conn, batch)
+                    offset_store.store(conn, self.group_id, offsets)
             except psycopg.Error as exc:
                 if is_transient(exc):
                     raise
                 log.warning("batch refused (%s: %s); writing record by record",
                             type(exc).__name__, exc)
-                self._write_one_by_one(conn, items, ends)
+                self._write_one_by_one(conn, batch, offsets)
+            return offsets
 
-        self._with_db_retry(transaction, "writing the batch")
+        return self._with_db_retry(transaction, "writing the batch")
 
     def _write_one_by_one(self, conn: psycopg.Connection, items: list[Item],
                           ends: dict[TP, int]) -> None:
@@ -586,12 +645,16 @@ class ConsumeLoop:
         assignment = consumer.assignment()
         if assignment:
             consumer.pause(assignment)
+        self._paused = True  # partitions assigned meanwhile are paused too (_on_assign)
         end = time.monotonic() + seconds
-        while not self._should_stop() and time.monotonic() < end:
-            msg = consumer.poll(min(0.2, max(0.0, end - time.monotonic())))
-            err = msg.error() if msg is not None else None
-            if err is not None:
-                self._on_kafka_error(err)
+        try:
+            while not self._should_stop() and time.monotonic() < end:
+                msg = consumer.poll(min(0.2, max(0.0, end - time.monotonic())))
+                err = msg.error() if msg is not None else None
+                if err is not None:
+                    self._on_kafka_error(err)
+        finally:
+            self._paused = False
         assignment = consumer.assignment()
         if assignment:
             consumer.resume(assignment)

@@ -27,11 +27,11 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.integration
 
-ASSIGNED = re.compile(r"assigned (\d+) partitions")
+ASSIGNED = re.compile(r"(\d+) partitions held")
 
 
 def assigned(output: str) -> int:
-    """Partitions in the member's latest assignment (rebalances log a new line each)."""
+    """Partitions the member holds now (each assignment and revocation logs how many)."""
     counts = ASSIGNED.findall(output)
     return int(counts[-1]) if counts else 0
 
