@@ -12,7 +12,12 @@ turns on one interpreter lock (measured in benchmarks/README.md). The parent onl
   ``--max-seconds``) says so with exit status 75 (``EX_TEMPFAIL``): not a failure, the others
   go on, and the run's totals count it as unfinished;
 - with ``until_caught_up`` each worker stops once its partitions have no lag; as workers
-  leave, the group gives their partitions to the rest, which find them caught up and stop too;
+  leave, the group gives their partitions to the rest, which find them caught up and stop too.
+  Each worker judges only what it holds, so a partition moving between two workers as they stop
+  can be left behind by both: a caller that needs every partition caught up (the rebuild)
+  checks them all afterwards;
+- the workers project into the schema their settings name, under the group they are given (the
+  projector's by default; a rebuild's);
 - with a metrics port P, worker i serves ``/metrics`` and ``/healthz`` on P + i;
 - on Linux a worker whose parent dies, even by SIGKILL, is sent SIGTERM (``PR_SET_PDEATHSIG``)
   and stops as above, instead of running on as an orphan member of the group.
@@ -49,17 +54,18 @@ class WorkerTotals:
     unfinished: int = 0  # workers stopped with uncommitted work (exit status EX_TEMPFAIL)
 
 
-def _projector_worker(index: int, settings: Settings, log_level: str, log_format: str | None,
-                      until_caught_up: bool, max_seconds: float | None, metrics_port: int,
-                      results: Any) -> None:
-    """One worker: the projector's consume loop, in a process of its own."""
+def _projector_worker(index: int, settings: Settings, group_id: str | None, log_level: str,
+                      log_format: str | None, until_caught_up: bool, max_seconds: float | None,
+                      metrics_port: int, results: Any) -> None:
+    """One worker: the projector's consume loop, in a process of its own (group ``group_id``,
+    the projector's by default; a rebuild passes its own)."""
     from consumers.loop import EX_TEMPFAIL, ConsumeLoop
     from consumers.projector import GROUP_ID, Projector
     from nyc311.logs import setup_logging
 
     setup_logging(log_level, log_format)
     _stop_with_parent()
-    loop = ConsumeLoop(settings, GROUP_ID, Projector(settings))
+    loop = ConsumeLoop(settings, group_id or GROUP_ID, Projector(settings))
     loop.install_signal_handlers()
     if metrics_port:
         from nyc311.metrics import serve_metrics
@@ -92,10 +98,17 @@ def _stop_with_parent() -> None:
 def run_projector_processes(settings: Settings, processes: int, *, until_caught_up: bool,
                             max_seconds: float | None, metrics_port: int,
                             log_level: str = "INFO",
-                            log_format: str | None = None) -> WorkerTotals:
-    """Run ``processes`` projector workers in one group until they have all stopped."""
-    return supervise(_projector_worker, processes, (settings, log_level, log_format,
-                                                    until_caught_up, max_seconds, metrics_port))
+                            log_format: str | None = None,
+                            group_id: str | None = None,
+                            stop: StopFlag | None = None) -> WorkerTotals:
+    """Run ``processes`` projector workers in one group until they have all stopped.
+
+    ``settings`` (a dataclass: it is pickled to each spawned worker) say which schema they
+    project into; ``group_id`` is the contract group name (the projector's by default);
+    ``stop``, see :func:`supervise`."""
+    return supervise(_projector_worker, processes,
+                     (settings, group_id, log_level, log_format, until_caught_up, max_seconds,
+                      metrics_port), stop=stop)
 
 
 def worker_pids(parent: int) -> list[int]:
@@ -114,11 +127,15 @@ def worker_pids(parent: int) -> list[int]:
 
 
 def supervise(target: Callable[..., None], processes: int,
-              args: tuple[Any, ...]) -> WorkerTotals:
+              args: tuple[Any, ...], stop: StopFlag | None = None) -> WorkerTotals:
     """Start ``target(index, *args, results)`` in ``processes`` spawned processes; pass stop
     signals on; stop them all when one fails. ``target`` puts (index, records, batches,
     dead-lettered) on ``results`` when it ends normally (exit status 0, or ``EX_TEMPFAIL``
-    when it stopped with uncommitted work)."""
+    when it stopped with uncommitted work).
+
+    By default the signals are caught here for the duration; a caller with a :class:`StopFlag`
+    of its own (the rebuild, which must also know it was interrupted) passes it as ``stop``:
+    setting it stops the workers, and its handlers stay as the caller installed them."""
     from consumers.loop import EX_TEMPFAIL
 
     ctx = multiprocessing.get_context("spawn")  # no inherited librdkafka threads or sockets
@@ -140,14 +157,19 @@ def supervise(target: Callable[..., None], processes: int,
                     else:
                         worker.terminate()
 
-    stop = StopFlag(f"stopping {processes} workers after their current batch", logger=log)
-    stop.on_stop(stop_all).install()
+    own = stop is None
+    if stop is None:
+        stop = StopFlag(f"stopping {processes} workers after their current batch", logger=log)
+        stop.install()
+    stop.on_stop(stop_all)
     totals = WorkerTotals()
     try:
         for worker in workers:
             worker.start()
         log.info("started %d workers: pids %s", processes,
                  ", ".join(str(w.pid) for w in workers))
+        if stop.is_set():  # set while they started: they stop as soon as they can
+            stop_all()
         running = {w.sentinel: w for w in workers}
         while running:
             for sentinel in wait(list(running)):
@@ -174,7 +196,8 @@ def supervise(target: Callable[..., None], processes: int,
         stop_all(force=True)
         raise
     finally:
-        stop.restore()
+        if own:
+            stop.restore()
     for _ in range(processes - totals.failed):  # a worker that ended normally put its stats
         try:
             _index, records, batches, dead = results.get(timeout=10)
