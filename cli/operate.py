@@ -116,8 +116,14 @@ def dlq_replay(obj: Context, topic: str, dry_run: bool, error_classes: tuple[str
 @click.option("--wait", "wait_seconds", type=click.FloatRange(0), default=600, show_default=True,
               help="Seconds to wait, once caught up, for the live projector to stop.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes projecting into the new schema, all members of the "
+                   "rebuild's group, each with its share of the partitions (as `nyc311 run "
+                   "projector --processes`): one per core catches up fastest. 1 projects in "
+                   "this process.")
 @pass_ctx
-def rebuild(obj: Context, yes: bool, wait_seconds: float, progress: bool) -> None:
+def rebuild(obj: Context, yes: bool, wait_seconds: float, progress: bool,
+            processes: int) -> None:
     """Rebuild the projection from the topics' full history and switch over to it.
 
     The projection is rebuilt into a fresh schema (<schema>_rebuild_<timestamp>) while the live
@@ -130,6 +136,11 @@ def rebuild(obj: Context, yes: bool, wait_seconds: float, progress: bool) -> Non
     forwarder and survey page may keep running. The projection's publication schema is not
     touched, and the rebuilt projection publishes into it as before. The old schema is kept
     until you drop it.
+
+    With --processes N the progress bar counts the offsets the workers have committed to the
+    new schema, read once a second. Once every worker has caught up on its partitions, one last
+    pass in this process checks all partitions together. A worker that fails, like Ctrl-C or
+    SIGTERM, stops the rebuild before the switch and drops the new schema.
     """
     from operations.rebuild import RebuildError
     from operations.rebuild import rebuild as run_rebuild
@@ -140,7 +151,8 @@ def rebuild(obj: Context, yes: bool, wait_seconds: float, progress: bool) -> Non
                       abort=True)
     try:
         result = run_rebuild(settings, progress=progress, wait_seconds=wait_seconds,
-                             install_signal_handlers=True)
+                             install_signal_handlers=True, processes=processes,
+                             log_level=obj.log_level, log_format=obj.log_format)
     except RebuildError as exc:
         raise click.ClickException(f"{exc}; schema {settings.db_schema!r} is unchanged") from None
     click.echo(result.render())

@@ -8,7 +8,9 @@ full replay can take. ``nyc311 rebuild``:
 2. runs the projector's consume loop into it, under a consumer group of its own
    (``nyc311-projector-rebuild-<ts>``, so the live projector's offsets are not touched), from the
    beginning of every topic until it has caught up, with a progress bar of records read against
-   the topics' total; the live projector keeps running meanwhile;
+   the topics' total; the live projector keeps running meanwhile. With ``processes`` N > 1, N
+   worker processes of that group share the partitions (:mod:`consumers.workers`), see
+   "Several processes" below;
 3. waits until the live projector has stopped (its consumer group has no member: the operator
    stops it; the rebuild can run for hours before that);
 4. switches over in one PostgreSQL transaction: the live schema becomes ``<schema>_old_<ts>``,
@@ -56,6 +58,22 @@ What the switch carries over, and why:
   exists. The contact vault (keys and erasures) is a schema of its own that the rebuild leaves as
   it is: the rebuilt projection opens the same sealed contacts and skips the erased ones.
 
+Several processes (``nyc311 rebuild --processes N``):
+
+- The workers are spawned processes of the rebuild's group, projecting into the fresh schema;
+  the settings they are given (a dataclass, pickled) name that schema.
+- Progress is what the workers committed: the sum of the next offsets the new schema's
+  ``consumer_offsets`` holds for the rebuild's group, read about once a second (records and
+  dead letters alike, as the one-process bar counts them).
+- Each worker stops once *its* partitions have no lag; a partition moving between workers as
+  they leave may be caught by none. So once every worker has ended normally, one last pass of
+  the loop in this process joins the now empty group, is given every partition, resumes each
+  from its stored offset and stops when none has lag: the rebuild is caught up on all
+  partitions together, whatever the order the workers ended in.
+- A worker that fails (an error, a SIGKILL) stops the others and fails the rebuild before the
+  switch, so a partial projection is never switched to; SIGINT or SIGTERM stops the workers
+  after their batch. Either way the unfinished schema is dropped, as with one process.
+
 Going back: swap the names again and move the operational tables back, in one transaction.
 """
 
@@ -64,7 +82,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -90,6 +110,7 @@ OFFSETS_TABLE = "consumer_offsets"
 OFFSETS_COLUMNS = column_names(Base.metadata.tables[OFFSETS_TABLE])
 VERSION_TABLE = "alembic_version"
 SWITCH_LOCK_TIMEOUT = "60s"
+PROGRESS_SECONDS = 1.0  # how often the progress of worker processes is read
 MAX_IDENTIFIER = 63
 
 
@@ -168,9 +189,13 @@ def _full_history(settings: Settings, topics: list[str]) -> int:
 
 
 def rebuild(settings: Settings, *, progress: bool = True, wait_seconds: float = 600.0,
-            install_signal_handlers: bool = False,
-            stream: TextIO | None = None) -> RebuildResult:
-    """Rebuild ``settings.db_schema`` from Kafka and switch over (see the module doc)."""
+            install_signal_handlers: bool = False, stream: TextIO | None = None,
+            processes: int = 1, log_level: str = "INFO",
+            log_format: str | None = None) -> RebuildResult:
+    """Rebuild ``settings.db_schema`` from Kafka and switch over (see the module doc).
+
+    ``processes`` > 1 projects with that many worker processes (which log at ``log_level`` in
+    ``log_format``); 1 projects in this process."""
     from consumers.loop import ConsumeLoop
     from consumers.projector import Projector
     from nyc311.topics import all_topics, ensure_topics
@@ -200,20 +225,25 @@ def rebuild(settings: Settings, *, progress: bool = True, wait_seconds: float = 
             target = dataclasses.replace(  # publishing, if anything did, stays the live one's
                 settings, db_schema=new, published_schema_override=settings.published_schema)
             ensure_topics(settings, all_topics(settings))
-            projector = Projector(target)
-            loop = ConsumeLoop(target, REBUILD_GROUP.format(ts=ts), projector)
-            stop.on_stop(loop.stop)
-            if stop.is_set():
-                loop.stop()
-            _project(loop, settings, list(projector.topics), progress, stream, result)
+            group = REBUILD_GROUP.format(ts=ts)
+            if processes > 1:
+                _project_processes(target, group, settings, processes, progress, stream, result,
+                                   stop, log_level, log_format)
+            else:
+                projector = Projector(target)
+                loop = ConsumeLoop(target, group, projector)
+                stop.on_stop(loop.stop)
+                if stop.is_set():
+                    loop.stop()
+                _project(loop, settings, list(projector.topics), progress, stream, result)
             if stop.is_set():
                 raise RebuildError("interrupted before the switch")
-            _wait_and_switch(control, settings, live, new, old, loop.group_id, wait_seconds,
-                             stop)
+            _wait_and_switch(control, settings, live, new, old, target.group(group),
+                             wait_seconds, stop)
         except BaseException:
             _drop_quietly(control, new)
             raise
-        _delete_group(settings, loop.group_id)
+        _delete_group(settings, target.group(group))
         try:
             result.counts = _counts(control, old, live)
         except psycopg.Error as exc:  # switched all the same; the counts are only for show
@@ -250,6 +280,102 @@ def _project(loop: Any, settings: Settings, topics: list[str], progress: bool,
         stats = loop.run(until_caught_up=True, on_batch=on_batch)
         bar.update(max(0, (bar.total or 0) - bar.n))
     result.records, result.dead_lettered = stats.records, stats.dead_lettered
+
+
+def _project_processes(target: Settings, group: str, settings: Settings, processes: int,
+                       progress: bool, stream: TextIO | None, result: RebuildResult,
+                       stop: StopFlag, log_level: str, log_format: str | None) -> None:
+    """Project with ``processes`` workers of ``group`` into ``target``'s schema, then one last
+    pass in this process over every partition (see "Several processes" in the module doc)."""
+    from tqdm import tqdm
+
+    from consumers.loop import ConsumeLoop
+    from consumers.projector import Projector
+    from consumers.workers import run_projector_processes
+
+    topics = list(Projector(target).topics)
+    total = _full_history(settings, topics)
+    log.info("rebuilding into %s from %d records of %d topics with %d processes",
+             target.db_schema, total, len(topics), processes)
+    group_id = target.group(group)
+    with tqdm(total=total, unit="rec", desc="rebuild", disable=not progress,
+              file=stream or sys.stderr, dynamic_ncols=True) as bar:
+        def show(done: int) -> None:
+            bar.update(max(0, min(done, bar.total or done) - bar.n))
+
+        poller = _ProgressPoller(target, group_id, show)
+        poller.start()
+        try:
+            totals = run_projector_processes(
+                target, processes, until_caught_up=True, max_seconds=None, metrics_port=0,
+                log_level=log_level, log_format=log_format, group_id=group, stop=stop)
+            if stop.is_set():
+                raise RebuildError("interrupted before the switch")
+            if totals.failed:
+                raise RebuildError(f"{totals.failed} of {processes} projection workers failed "
+                                   f"(their log says why)")
+            if totals.unfinished:
+                raise RebuildError(f"{totals.unfinished} of {processes} projection workers "
+                                   f"stopped with work left")
+            loop = ConsumeLoop(target, group, Projector(target))
+            stop.on_stop(loop.stop)
+            if stop.is_set():
+                loop.stop()
+            stats = loop.run(until_caught_up=True)
+            if stop.is_set() or stats.abandoned:
+                raise RebuildError("interrupted before the switch")
+        finally:
+            poller.stop()
+        bar.update(max(0, (bar.total or 0) - bar.n))
+    result.records = totals.records + stats.records
+    result.dead_lettered = totals.dead_lettered + stats.dead_lettered
+    log.info("the workers projected or dead-lettered %d records, the last pass over every "
+             "partition %d", totals.records + totals.dead_lettered,
+             stats.records + stats.dead_lettered)
+
+
+class _ProgressPoller:
+    """Reads what the workers committed (the sum of the group's next offsets in the new
+    schema's ``consumer_offsets``) every :data:`PROGRESS_SECONDS` on a thread of its own, and
+    hands it to ``show``. A failed read is skipped: the next one catches up."""
+
+    def __init__(self, target: Settings, group_id: str,
+                 show: Callable[[int], None]) -> None:
+        self._target, self._group_id, self._show = target, group_id, show
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rebuild-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        conn: psycopg.Connection | None = None
+        try:
+            while not self._done.wait(PROGRESS_SECONDS):
+                try:
+                    if conn is None or conn.closed:
+                        conn = connect(self._target, autocommit=True)
+                    self._show(projected(conn, self._group_id))
+                except (psycopg.Error, OSError) as exc:
+                    log.debug("reading the rebuild's progress: %s", exc)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+def projected(conn: psycopg.Connection, group_id: str) -> int:
+    """Offsets committed by ``group_id`` in the connection's schema, summed over partitions:
+    the records it has projected or dead-lettered, from a topic's start."""
+    row = conn.execute(sql.SQL("SELECT coalesce(sum(next_offset), 0) FROM {} WHERE group_id = %s")
+                       .format(sql.Identifier(OFFSETS_TABLE)), (group_id,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _wait_and_switch(control: psycopg.Connection, settings: Settings, live: str, new: str,

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from nyc311.kafka import EventProducer
 from storage.db import connect
 from tests.consumers.test_projector import month_events
+from tests.consumers.test_workers import alive
 from tests.helpers import (
     expected_tables,
     fetch_tables,
@@ -184,3 +186,119 @@ def test_rebuild_refuses_topics_that_lost_their_oldest_events(private_settings, 
     with connect(settings) as conn:
         assert schemas(conn, "nyc311_%") == [settings.vault_schema]
         assert fetch_tables(conn) == expected_tables(events)
+
+
+# -- several processes ----------------------------------------------------------------------------
+
+
+def rebuild_schema_progress(settings) -> int:
+    """What the rebuild's workers committed so far to its new schema (0 before it exists)."""
+    with connect(settings) as conn:
+        found = schemas(conn, f"{settings.db_schema}_rebuild_%")
+        if not found:
+            return 0
+        row = conn.execute(f'SELECT coalesce(sum(next_offset), 0) FROM "{found[0]}".'
+                           "consumer_offsets WHERE group_id LIKE '%rebuild%'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def rebuild_and_drop_the_old(settings, log, *args: str) -> dict:
+    """One rebuild run to its switch (no live projector runs); the rows it gave, checked against
+    the projection it replaced, whose schema is then dropped."""
+    rebuild = start_rebuild(settings, log, *args)
+    assert rebuild.wait(180) == 0, log.read_text()[-4000:]
+    with connect(settings, autocommit=True) as conn:
+        [old] = schemas(conn, "nyc311_old_%")
+        rebuilt = fetch_tables(conn)
+        conn.execute(f'SET search_path TO "{old}"')
+        assert fetch_tables(conn) == rebuilt, f"{args}: not the rows the projection had"
+        conn.execute(f'DROP SCHEMA "{old}" CASCADE')
+    return rebuilt
+
+
+def test_rebuild_with_two_processes_gives_the_rows_of_one(private_settings, tmp_path):
+    settings = private_settings
+    events = month_events(1500, seed=101)
+    produce(settings, events)
+    with EventProducer(settings) as producer:  # dead-lettered by every rebuild alike
+        producer.produce_raw(settings.topic("nyc311.request-created"), b"bad", b"not avro")
+    project(settings)
+
+    one = rebuild_and_drop_the_old(settings, tmp_path / "one.log", "--processes", "1")
+    assert stored_offsets(settings) == len(events) + 1
+    two = rebuild_and_drop_the_old(settings, tmp_path / "two.log", "--processes", "2")
+    assert stored_offsets(settings) == len(events) + 1  # renamed to the live group, complete
+    assert two == one
+    assert two == expected_tables(events)
+    out = (tmp_path / "two.log").read_text()
+    assert f"rebuilt schema 'nyc311' from {len(events):,} records (1 dead-lettered)" in out, out
+    assert "started 2 workers" in out
+
+
+def two_workers_rebuilding(settings, tmp_path, events) -> tuple[subprocess.Popen, list[int]]:
+    """A rebuild with two worker processes, once they have committed something into the new
+    schema (the batches are small, so there is much left to do)."""
+    from consumers.workers import worker_pids
+
+    produce(settings, events)
+    rebuild = start_cli(settings, "rebuild", "--yes", "--no-progress", "--processes", "2",
+                        log=tmp_path / "rebuild.log", env={"NYC311_BATCH_SIZE": "2"})
+    wait_until(lambda: len(worker_pids(rebuild.pid)) == 2, 60, "two workers started",
+               interval=0.05)
+    workers = worker_pids(rebuild.pid)
+    wait_until(lambda: rebuild_schema_progress(settings) > 0, 90,
+               "the workers to commit something", interval=0.05)
+    assert rebuild.poll() is None
+    return rebuild, workers
+
+
+def assert_unchanged(settings, before, out: str) -> None:
+    assert "unchanged" in out, out[-4000:]
+    with connect(settings) as conn:
+        assert schemas(conn, "nyc311_%") == [settings.vault_schema]  # the new schema dropped
+        assert fetch_tables(conn) == before
+
+
+def test_a_rebuild_worker_killed_fails_the_rebuild_and_drops_its_schema(private_settings,
+                                                                        tmp_path):
+    import os
+    import signal
+
+    settings = private_settings
+    events = month_events(3000, seed=103)
+    rebuild, workers = two_workers_rebuilding(settings, tmp_path, events)
+    try:
+        with connect(settings) as conn:
+            before = fetch_tables(conn)
+        os.kill(workers[0], signal.SIGKILL)
+        assert rebuild.wait(90) != 0
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        if rebuild.poll() is None:
+            rebuild.kill()
+    out = (tmp_path / "rebuild.log").read_text()
+    assert "1 of 2 projection workers failed" in out, out[-4000:]
+    assert "switched" not in out
+    assert_unchanged(settings, before, out)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_rebuild_workers_and_drops_the_schema(private_settings, tmp_path,
+                                                                 signame):
+    import signal
+
+    settings = private_settings
+    events = month_events(3000, seed=107)
+    rebuild, workers = two_workers_rebuilding(settings, tmp_path, events)
+    try:
+        with connect(settings) as conn:
+            before = fetch_tables(conn)
+        rebuild.send_signal(getattr(signal, signame))
+        assert rebuild.wait(90) != 0
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        if rebuild.poll() is None:
+            rebuild.kill()
+    out = (tmp_path / "rebuild.log").read_text()
+    assert "interrupted before the switch" in out, out[-4000:]
+    assert_unchanged(settings, before, out)
