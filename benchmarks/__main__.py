@@ -117,11 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop:
             bench.run()
+    except BaseException:
+        # The handler's SystemExit can surface as another error when it lands inside a C
+        # extension (librdkafka's config parsing turns it into a TypeError): once SIGTERM came,
+        # whatever ended the run, the exit is SIGTERM's.
+        if not stop.is_set():
+            raise
     finally:
         say("cleaning up …")
         left = bench.cleanup()
         for item in left:
             print(f"not removed: {item}", file=sys.stderr)
+    if stop.is_set():
+        return 128 + signal.SIGTERM
     bench.notes += [f"not removed at the end of the run: {item}" for item in left]
     report = clean_paths(render(bench, command))
     if args.out is not None:

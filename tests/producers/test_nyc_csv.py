@@ -7,6 +7,7 @@ mapping bug cannot hide behind its own arithmetic.
 from __future__ import annotations
 
 import csv
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from producers.nyc_csv import (
+    EVENT_NAMESPACE,
     ImportSummary,
     NycCsvFormatError,
     RowResult,
@@ -284,6 +286,25 @@ def test_export_format_round_trips(local: datetime) -> None:
         assert back == local + timedelta(hours=1)
     else:
         assert back == local
+
+
+@given(st.datetimes(min_value=datetime(2010, 1, 1), max_value=datetime(2030, 12, 31)))
+def test_the_cached_hour_agrees_with_the_general_parser(local: datetime) -> None:
+    """The export's own layout is parsed from a per-hour cache; the spreadsheet layout of the
+    same wall clock goes through the general path, which must give the same instant and verdict."""
+    local = local.replace(microsecond=0)
+    fast = parse_nyc_time(local.strftime("%m/%d/%Y %I:%M:%S %p"))
+    general = parse_nyc_time(local.strftime("%m/%d/%Y %H:%M:%S").lstrip("0"))
+    assert (fast.utc, fast.dst) == (general.utc, general.dst)
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40))
+def test_event_ids_are_rfc_4122_uuid5(request_id: str) -> None:
+    assert created_event_id(request_id) == str(uuid.uuid5(EVENT_NAMESPACE,
+                                                          f"{request_id}:created"))
+    at = datetime(2018, 6, 26, 16, 50, 1, tzinfo=UTC)
+    assert closed_event_id(request_id, at) == str(uuid.uuid5(
+        EVENT_NAMESPACE, f"{request_id}:closed:2018-06-26T16:50:01+00:00"))
 
 
 # --- import through a producer ------------------------------------------------------------
