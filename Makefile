@@ -75,8 +75,9 @@ test: $(STAMP) lint browser axe  ## the whole suite on local processes, then the
 demo: services-up  ## the main job end to end on a simulated month (surveys sent and answered)
 	DEMO_MONTH=$(DEMO_MONTH) DEMO_REQUESTS=$(DEMO_REQUESTS) DEMO_SEED=$(DEMO_SEED) bash demo/run.sh
 
-bench: services-up  ## benchmark a NYC-scale month against the machine's limits; writes benchmarks/RESULTS.md (BENCH_ARGS=…)
+bench: services-up  ## benchmark a NYC-scale month against the machine's limits; writes benchmarks/RESULTS.md (BENCH_ARGS=…, IMPORT_BENCH_ARGS=…)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.importer --append benchmarks/RESULTS.md $(IMPORT_BENCH_ARGS)
 
 images: $(STAMP)  ## Docker images with no registry: a Debian base (debootstrap, cached), the app, stand-ins for Kafka, PostgreSQL, MinIO, Prometheus and a mail catcher (deploy/docker.sh)
 	bash deploy/docker.sh engine-up >/dev/null

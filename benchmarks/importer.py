@@ -1,0 +1,265 @@
+"""``python -m benchmarks.importer`` (part of ``make bench``): the history backfill's figures.
+
+The backfill an operator runs first is NYC's whole 311 history (about 40 million requests since
+2010): ``nyc311 import-nyc-csv`` on the exports, then ``nyc311 rebuild``. Measured in one run, on
+the local services, in a fresh database and under a fresh topic prefix (both removed at the end),
+on exports in NYC's standard layout made of the shared real rows repeated with new Unique Keys:
+
+- (g) the raw limit of reading the export: every row parsed by Python's ``csv`` module (the
+  reader the importer uses) and nothing else; pyarrow's multithreaded reader too when it is
+  installed, for comparison;
+- (h) ``nyc311 import-nyc-csv`` end to end, every event acknowledged by the broker, at two file
+  sizes, with the importer's peak RSS at each (memory must not grow with the file);
+- (i) ``nyc311 rebuild --processes N`` of the imported topics, events/s;
+- (j) the history extrapolated: 40M requests imported at (h)'s rate plus their events rebuilt
+  at (i)'s, in minutes.
+
+The section is printed, and with ``--append FILE`` added to the end of the report that
+``python -m benchmarks`` wrote (``make bench`` does both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from benchmarks.runner import _with_database, drop_database, say
+from nyc311.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_EXPORT = REPO.parent / "shared" / "data" / "nyc311" / "311_Service_Requests.csv"
+HISTORY_REQUESTS = 40_000_000
+IMPORT_TARGET_ROWS_S = 50_000
+IMPORT_RATIO_TARGET = 0.5
+HISTORY_TARGET_S = 30 * 60
+
+
+def make_export(source: Path, rows: int, out: Path) -> None:
+    """``rows`` rows of ``source`` (cycled), each with a new Unique Key, in NYC's layout."""
+    with open(source, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        real = [row for row in reader if row]
+    key = header.index("Unique Key")
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i in range(rows):
+            row = list(real[i % len(real)])
+            row[key] = str(900_000_000 + i)
+            writer.writerow(row)
+
+
+def raw_read(path: Path) -> tuple[int, float]:
+    """(g): rows and seconds of parsing every row with the csv module, nothing else."""
+    started = time.perf_counter()
+    rows = 0
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for _row in csv.reader(f):
+            rows += 1
+    return rows - 1, time.perf_counter() - started
+
+
+def raw_read_arrow(path: Path) -> tuple[int, float] | None:
+    try:  # not a dependency: measured when present
+        pacsv = importlib.import_module("pyarrow.csv")
+    except ImportError:
+        return None
+    started = time.perf_counter()
+    table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    return table.num_rows, time.perf_counter() - started
+
+
+@dataclass
+class Run:
+    rows: int
+    seconds: float  # the process's wall time, start-up included
+    reported_rows_s: float  # what the import's summary says (start-up excluded)
+    peak_rss_mib: float
+    events: int
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NYC311_")}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+               DATABASE_URL=settings.database_url, NYC311_TOPIC_PREFIX=settings.topic_prefix,
+               NYC311_LOG_LEVEL="WARNING")
+    return env
+
+
+def _run(settings: Settings, *args: str) -> tuple[str, float, float]:
+    """Output, wall seconds and peak RSS (MiB) of ``python -m cli ARGS``; raises on failure."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, env=_env(settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        raise RuntimeError(f"python -m cli {' '.join(args)} failed ({proc.returncode}):\n{out}")
+    return out, seconds, usage.ru_maxrss / 1024
+
+
+def import_file(settings: Settings, path: Path, rows: int) -> Run:
+    out, seconds, rss = _run(settings, "import-nyc-csv", "--no-progress", str(path))
+    rate = re.search(r"([\d.]+) s, ([\d,]+) rows/s", out)
+    created = re.search(r"rows imported\s+([\d,]+)", out)
+    closed = re.search(r"closures imported\s+([\d,]+)", out)
+    if not (rate and created and closed):
+        raise RuntimeError(f"unexpected import summary:\n{out}")
+    events = sum(int(m[1].replace(",", "")) for m in (created, closed))
+    return Run(rows, seconds, float(rate[2].replace(",", "")), rss, events)
+
+
+def rebuild(settings: Settings, processes: int) -> tuple[int, float]:
+    """(i): records rebuilt and the rebuild's own seconds, from its result line."""
+    _run(settings, "db", "upgrade")
+    out, _, _ = _run(settings, "rebuild", "--yes", "--no-progress", "--wait", "0",
+                     "--processes", str(processes))
+    found = re.search(r"from ([\d,]+) records .* in (\d+) s", out)
+    if not found:
+        raise RuntimeError(f"unexpected rebuild output:\n{out}")
+    return int(found[1].replace(",", "")), float(found[2])
+
+
+def cleanup(base: Settings, settings: Settings, database: str) -> list[str]:
+    left = []
+    try:
+        with psycopg.connect(base.libpq_url, autocommit=True) as admin:
+            if not drop_database(admin, database):
+                left.append(f"database {database}")
+    except psycopg.Error as exc:
+        left.append(f"database {database} ({exc})")
+    admin_client = AdminClient(settings.kafka_config())
+    try:
+        mine = [t for t in admin_client.list_topics(timeout=10).topics
+                if t.startswith(settings.topic_prefix)]
+        if mine:
+            for future in admin_client.delete_topics(mine, operation_timeout=30).values():
+                future.result()
+    except KafkaException as exc:
+        left.append(f"topics {settings.topic_prefix}* ({exc})")
+    return left
+
+
+def render(g: tuple[int, float], arrow: tuple[int, float] | None, runs: list[Run],
+           rebuilt: tuple[int, float], processes: int) -> str:
+    g_rate = g[0] / g[1]
+    big = runs[-1]
+    h = big.reported_rows_s
+    i = rebuilt[0] / rebuilt[1]
+    events_per_row = big.events / big.rows
+    j = HISTORY_REQUESTS / h + HISTORY_REQUESTS * events_per_row / i
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    lines = [
+        "## The history backfill (`python -m benchmarks.importer`)",
+        "",
+        f"Exports in NYC's layout: the {SHARED_EXPORT.name} rows cycled with new Unique Keys, "
+        f"{', '.join(f'{r.rows:,}' for r in runs)} rows.",
+        "",
+        "| | figure | target | |",
+        "|---|---|---|---|",
+        f"| (g) raw read, csv module, one core | {g_rate:,.0f} rows/s | | |",
+        f"| (h) `nyc311 import-nyc-csv`, acknowledged | {h:,.0f} rows/s = {h / g_rate:.2f} × g "
+        f"| ≥ {IMPORT_TARGET_ROWS_S:,} rows/s and ≥ {IMPORT_RATIO_TARGET} × g | "
+        f"{verdict(h >= IMPORT_TARGET_ROWS_S and h >= IMPORT_RATIO_TARGET * g_rate)} |",
+        f"| (i) `nyc311 rebuild --processes {processes}` | {i:,.0f} events/s "
+        f"({rebuilt[0]:,} records in {rebuilt[1]:.0f} s, start-up and switch included) "
+        "| ≥ (c) above | |",
+        f"| (j) 40M requests imported + rebuilt | {j / 60:.1f} min "
+        f"({events_per_row:.2f} events a request) | < 30 min | {verdict(j < HISTORY_TARGET_S)} |",
+        "| memory | " + ", ".join(f"{r.peak_rss_mib:.0f} MiB at {r.rows:,} rows" for r in runs)
+        + " | flat in file size | "
+        + verdict(runs[-1].peak_rss_mib < 1.25 * runs[0].peak_rss_mib) + " |",
+        "",
+    ]
+    if arrow:
+        lines += [f"For comparison, pyarrow's multithreaded CSV reader parses the same file at "
+                  f"{arrow[0] / arrow[1]:,.0f} rows/s.", ""]
+    lines += ["Import runs (wall time includes the interpreter's start-up and the final flush; "
+              "the rate is the summary's own):", "",
+              "| rows | events | wall | rows/s | peak RSS |", "|---|---|---|---|---|"]
+    lines += [f"| {r.rows:,} | {r.events:,} | {r.seconds:.1f} s | {r.reported_rows_s:,.0f} | "
+              f"{r.peak_rss_mib:.0f} MiB |" for r in runs]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.importer",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000,
+                        help="rows of the larger export (the smaller has half; default 1000000)")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="rebuild worker processes (default: one per CPU)")
+    parser.add_argument("--source", type=Path, default=SHARED_EXPORT,
+                        help="the real export whose rows are cycled")
+    parser.add_argument("--append", type=Path, default=None,
+                        help="add the section to the end of this report")
+    args = parser.parse_args(argv)
+    if args.rows < 1000:
+        parser.error("--rows: at least 1000")
+    if not args.source.is_file():
+        parser.error(f"--source: no file {args.source}")
+    tag = uuid.uuid4().hex[:8]
+    base = load_settings()
+    database = f"nyc311_bench_import_{tag}"
+    settings = replace(base, topic_prefix=f"benchimport{tag}.",
+                       database_url=_with_database(base.database_url, database))
+    with psycopg.connect(base.libpq_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        with tempfile.TemporaryDirectory(prefix="nyc311-bench-import-") as tmp:
+            sizes = (args.rows // 2, args.rows)
+            files = []
+            for rows in sizes:
+                path = Path(tmp) / f"export-{rows}.csv"
+                say(f"making an export of {rows:,} rows …")
+                make_export(args.source, rows, path)
+                files.append(path)
+            runs = []  # first: a child's peak RSS starts from this process's at the fork
+            for rows, path in zip(sizes, files, strict=True):
+                say(f"(h) import of {rows:,} rows …")
+                prefix = f"benchimport{tag}h{rows}."
+                runs.append(import_file(replace(settings, topic_prefix=prefix), path, rows))
+            say("(g) raw read …")
+            g = raw_read(files[-1])
+            say(f"(i) rebuild with {args.processes} processes …")
+            rebuilt = rebuild(replace(settings, topic_prefix=f"benchimport{tag}h{args.rows}."),
+                              args.processes)
+            arrow = raw_read_arrow(files[-1])  # last: it holds the whole file in memory
+    finally:
+        say("cleaning up …")
+        left = cleanup(base, replace(settings, topic_prefix=f"benchimport{tag}"), database)
+        for item in left:
+            print(f"not removed: {item}", file=sys.stderr)
+    section = render(g, arrow, runs, rebuilt, args.processes)
+    print(section)
+    if args.append is not None:
+        with open(args.append, "a", encoding="utf-8") as f:
+            f.write("\n" + section + "\n")
+        say(f"added to {args.append}")
+    return 1 if left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
