@@ -37,7 +37,7 @@ import psycopg
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from benchmarks.runner import _with_database, drop_database, say
+from benchmarks.runner import _with_database, delete_topics, drop_database, say
 from nyc311.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,13 +147,8 @@ def cleanup(base: Settings, settings: Settings, database: str) -> list[str]:
                 left.append(f"database {database}")
     except psycopg.Error as exc:
         left.append(f"database {database} ({exc})")
-    admin_client = AdminClient(settings.kafka_config())
     try:
-        mine = [t for t in admin_client.list_topics(timeout=10).topics
-                if t.startswith(settings.topic_prefix)]
-        if mine:
-            for future in admin_client.delete_topics(mine, operation_timeout=30).values():
-                future.result()
+        delete_topics(AdminClient(settings.kafka_config()), settings.topic_prefix)
     except KafkaException as exc:
         left.append(f"topics {settings.topic_prefix}* ({exc})")
     return left

@@ -82,6 +82,14 @@ def drop_database(admin: psycopg.Connection, name: str, attempts: int = 20) -> b
     return True
 
 
+def delete_topics(admin: AdminClient, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix``; KafkaException if one is not."""
+    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            future.result()
+
+
 def _with_database(url: str, name: str) -> str:
     base, _, _ = url.rpartition("/")
     return f"{base}/{name}"
@@ -188,11 +196,7 @@ class Bench:
             left.append(f"databases {', '.join(self.databases)} ({exc})")
         admin_client = AdminClient(self.settings.kafka_config())  # no network until asked
         try:
-            mine = [t for t in admin_client.list_topics(timeout=10).topics
-                    if t.startswith(self.settings.topic_prefix)]
-            if mine:
-                for future in admin_client.delete_topics(mine, operation_timeout=30).values():
-                    future.result()
+            delete_topics(admin_client, self.settings.topic_prefix)
         except KafkaException as exc:
             left.append(f"topics {self.settings.topic_prefix}* ({exc})")
         try:

@@ -267,9 +267,8 @@ def read_nyc_csv(path: StrPath, on_progress: Callable[[int], None] | None = None
     """Stream a 311 export, yielding one :class:`RowResult` per row, in file order.
 
     ``on_progress`` gets the number of bytes read so far, every ``PROGRESS_EVERY`` lines and at
-    the end. A row whose Unique Key
-    an earlier imported row had is a duplicate; the keys seen are held in memory (a set of
-    strings: fine for any single export of a few million rows).
+    the end. A row whose Unique Key an earlier imported row had is a duplicate; the keys seen are
+    held in memory (a set of strings: fine for any single export of a few million rows).
     """
     with open(path, "rb") as raw:
         _sniff(path, raw.read(SNIFF_BYTES))
@@ -287,7 +286,6 @@ def read_nyc_csv(path: StrPath, on_progress: Callable[[int], None] | None = None
             if missing:
                 raise NycCsvFormatError(f"{path}: not an NYC 311 export, missing column(s) "
                                         f"{', '.join(missing)}")
-            columns = {name: i for i, name in enumerate(header)}
             imported: set[str] = set()
             next_line = reader.line_num + 1
             for fields in reader:
@@ -296,7 +294,7 @@ def read_nyc_csv(path: StrPath, on_progress: Callable[[int], None] | None = None
                     continue
                 if _NOT_UTF8.search("".join(fields)):
                     raise _not_utf8(path)
-                result = _map_row(fields, header, columns, line, imported)
+                result = _map_row(fields, header, line, imported)
                 if result.created is not None and result.request_id is not None:
                     imported.add(result.request_id)
                 yield result
@@ -321,8 +319,7 @@ def check_nyc_csv(path: StrPath) -> None:
         rows.close()
 
 
-def _map_row(fields: list[str], header: list[str], columns: dict[str, int], line: int,
-             imported: set[str]) -> RowResult:
+def _map_row(fields: list[str], header: list[str], line: int, imported: set[str]) -> RowResult:
     row = _Row(zip(header, map(str.strip, fields), strict=False))  # short rows: rejected below
     request_id = row["Unique Key"]
     if len(fields) != len(header):

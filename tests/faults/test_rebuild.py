@@ -259,24 +259,30 @@ def assert_unchanged(settings, before, out: str) -> None:
         assert fetch_tables(conn) == before
 
 
+def stop_two_worker_rebuild(settings, tmp_path, seed: int, stop) -> tuple[object, str]:
+    """Start a rebuild with two workers, take the live tables, ``stop(rebuild, workers)``; the
+    rebuild must fail with no worker left. Returns the tables before and the rebuild's log."""
+    rebuild, workers = two_workers_rebuilding(settings, tmp_path, month_events(3000, seed=seed))
+    try:
+        with connect(settings) as conn:
+            before = fetch_tables(conn)
+        stop(rebuild, workers)
+        assert rebuild.wait(90) != 0
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        if rebuild.poll() is None:
+            rebuild.kill()
+    return before, (tmp_path / "rebuild.log").read_text()
+
+
 def test_a_rebuild_worker_killed_fails_the_rebuild_and_drops_its_schema(private_settings,
                                                                         tmp_path):
     import os
     import signal
 
     settings = private_settings
-    events = month_events(3000, seed=103)
-    rebuild, workers = two_workers_rebuilding(settings, tmp_path, events)
-    try:
-        with connect(settings) as conn:
-            before = fetch_tables(conn)
-        os.kill(workers[0], signal.SIGKILL)
-        assert rebuild.wait(90) != 0
-        assert not [pid for pid in workers if alive(pid)]
-    finally:
-        if rebuild.poll() is None:
-            rebuild.kill()
-    out = (tmp_path / "rebuild.log").read_text()
+    before, out = stop_two_worker_rebuild(
+        settings, tmp_path, 103, lambda _rebuild, workers: os.kill(workers[0], signal.SIGKILL))
     assert "1 of 2 projection workers failed" in out, out[-4000:]
     assert "switched" not in out
     assert_unchanged(settings, before, out)
@@ -288,17 +294,8 @@ def test_a_signal_stops_the_rebuild_workers_and_drops_the_schema(private_setting
     import signal
 
     settings = private_settings
-    events = month_events(3000, seed=107)
-    rebuild, workers = two_workers_rebuilding(settings, tmp_path, events)
-    try:
-        with connect(settings) as conn:
-            before = fetch_tables(conn)
-        rebuild.send_signal(getattr(signal, signame))
-        assert rebuild.wait(90) != 0
-        assert not [pid for pid in workers if alive(pid)]
-    finally:
-        if rebuild.poll() is None:
-            rebuild.kill()
-    out = (tmp_path / "rebuild.log").read_text()
+    before, out = stop_two_worker_rebuild(
+        settings, tmp_path, 107,
+        lambda rebuild, _workers: rebuild.send_signal(getattr(signal, signame)))
     assert "interrupted before the switch" in out, out[-4000:]
     assert_unchanged(settings, before, out)
