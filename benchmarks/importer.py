@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000,
                         help="rows of the larger export (the smaller has half; default 1000000)")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
-                        help="rebuild worker processes (default: one per CPU)")
+                        help="rebuild worker processes, 1 to 64 (default: one per CPU)")
     parser.add_argument("--source", type=Path, default=SHARED_EXPORT,
                         help="the real export whose rows are cycled")
     parser.add_argument("--append", type=Path, default=None,
@@ -213,13 +213,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1000:
         parser.error("--rows: at least 1000")
+    if not 1 <= args.processes <= 64:  # what `nyc311 rebuild --processes` takes
+        parser.error("--processes: 1 to 64")
     if not args.source.is_file():
         parser.error(f"--source: no file {args.source}")
+    if args.append is not None and not args.append.parent.is_dir():  # known before the work
+        parser.error(f"--append: no directory {args.append.parent}")
     tag = uuid.uuid4().hex[:8]
     base = load_settings()
     database = f"nyc311_bench_import_{tag}"
     settings = replace(base, topic_prefix=f"benchimport{tag}.",
                        database_url=_with_database(base.database_url, database))
+    say(f"importer benchmark {tag}: database {database}, topics benchimport{tag}*")
     with psycopg.connect(base.libpq_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
