@@ -166,3 +166,23 @@ def test_importer_bench_bad_argument(services: Services, tmp_path: Path, args: l
     assert all(set(a) <= set(b) for a, b in zip(after, before, strict=True)), (before, after)
     assert not (tmp_path / "no-such-dir").exists()
 
+
+def test_make_bench_smoke_runs_the_importer_small() -> None:
+    """``make bench BENCH_ARGS=--smoke``: the importer runs small and, like the month's smoke
+    report, only prints; without --smoke it appends its full section to RESULTS.md."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+
+    def importer_line(*make_args: str) -> str:
+        done = subprocess.run(["make", "-n", "bench", *make_args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = [line for line in done.stdout.splitlines() if "-m benchmarks.importer" in line]
+        assert len(lines) == 1, done.stdout
+        return lines[0]
+
+    smoke = importer_line("BENCH_ARGS=--smoke --profile never")
+    assert "--rows 2000" in smoke and "--append" not in smoke
+    full = importer_line()
+    assert "--append benchmarks/RESULTS.md" in full and "--rows" not in full
+    passed = importer_line("BENCH_ARGS=--smoke", "IMPORT_BENCH_ARGS=--rows 4000")
+    assert passed.index("--rows 2000") < passed.index("--rows 4000")  # argparse: the last wins
