@@ -58,6 +58,7 @@ class EventProducer:
         self._errors: list[str] = []
         self.delivered = 0
         self._unpolled = 0
+        self._topics: dict[str, str] = {}
 
     @property
     def producer(self) -> Producer:
@@ -92,6 +93,13 @@ class EventProducer:
         value = self.serde.encode(name, record)
         key = str(record[event_type.key_field]).encode()
         self.produce_raw(self.settings.topic(event_type.topic), key, value)
+
+    def send_encoded(self, name: str, key: bytes, value: bytes) -> None:
+        """Produce event ``name`` already encoded (by ``Serde.encode``) and keyed."""
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = self.settings.topic(EVENT_TYPES[name].topic)
+        self.produce_raw(topic, key, value)
 
     def send_many(self, name: str, records: Iterable[Record]) -> int:
         count = 0

@@ -2,7 +2,8 @@
 
 Why a pure core: :func:`read_nyc_csv` turns rows into event records and verdicts without touching
 Kafka, so the mapping rules (ARCHITECTURE §8) are tested on real exports in milliseconds;
-:func:`import_nyc_csv` only adds the producer, a progress bar and the final flush.
+:mod:`producers.nyc_import` adds the producer, worker processes, a progress bar and the final
+flush.
 
 Rules:
 
@@ -41,17 +42,14 @@ import hashlib
 import io
 import os
 import re
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from tqdm import tqdm
+from pyroaring import BitMap
 
 from producers.nyc_time import parse_nyc_time
 
@@ -65,6 +63,8 @@ CHANNELS = frozenset({"PHONE", "ONLINE", "MOBILE", "OTHER", "UNKNOWN"})
 KNOWN_STATUSES = frozenset({"OPEN", "CLOSED", "PENDING", "ASSIGNED", "IN PROGRESS", "STARTED",
                             "EMAIL SENT", "UNASSIGNED", "DRAFT", "UNSPECIFIED"})
 EXAMPLES_KEPT = 5
+WRONG_FIELDS = "wrong number of fields"  # a rejection that comes before the duplicate check
+DUPLICATE = "duplicate Unique Key within the file"
 PROGRESS_EVERY = 1000  # lines between two progress updates
 
 
@@ -191,6 +191,8 @@ class ImportSummary:
     rejected_closures: Tally = field(default_factory=Tally)
     anomalies: Tally = field(default_factory=Tally)
     seconds: float | None = None  # the import's wall time, acknowledged by the broker
+    processes: int = 1  # worker processes that parsed and encoded rows (1: none, in-process)
+    one_process_from: int | None = None  # line from which a parallel import read in-process
 
     @property
     def rows_rejected(self) -> int:
@@ -205,17 +207,23 @@ class ImportSummary:
         return self.rows_read == self.rows_imported + self.rows_rejected
 
     def add(self, result: RowResult) -> None:
+        self.count(result.line, result.rejected, result.closure_rejected,
+                   result.closed is not None, result.anomalies)
+
+    def count(self, line: int, rejected: str | None, closure_rejected: str | None,
+              closed: bool, anomalies: tuple[str, ...]) -> None:
+        """One row's verdict (what :meth:`add` takes from a :class:`RowResult`)."""
         self.rows_read += 1
-        if result.rejected is not None:
-            self.rejected_rows.add(result.rejected, result.line)
+        if rejected is not None:
+            self.rejected_rows.add(rejected, line)
         else:
             self.rows_imported += 1
-        if result.closed is not None:
+        if closed:
             self.closures_imported += 1
-        if result.closure_rejected is not None:
-            self.rejected_closures.add(result.closure_rejected, result.line)
-        for anomaly in result.anomalies:
-            self.anomalies.add(anomaly, result.line)
+        if closure_rejected is not None:
+            self.rejected_closures.add(closure_rejected, line)
+        for anomaly in anomalies:
+            self.anomalies.add(anomaly, line)
 
     def render(self) -> str:
         lines = [
@@ -237,6 +245,12 @@ class ImportSummary:
         if self.seconds:
             lines += ["", f"  {self.seconds:.1f} s, {self.rows_read / self.seconds:,.0f} rows/s "
                           "(every event acknowledged by the broker)"]
+        if self.processes > 1:
+            lines.append(f"  rows parsed and encoded by {self.processes} worker processes")
+            if self.one_process_from is not None:
+                lines.append(f"  from line {self.one_process_from:,} on, in one process: the "
+                             "chunk there did not end at a row boundary (a stray quote) or held "
+                             "an error")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -262,13 +276,63 @@ class _Row(dict[str, str]):
         return self[name] or None
 
 
+class KeySet:
+    """The Unique Keys imported so far, exact, in memory that does not grow with the file.
+
+    NYC's keys are decimal numbers below 2³² (eight digits today): those go in a Roaring bitmap,
+    about a bit per number of the keys' range when dense (a few MB for the whole history since
+    2010), where a set of strings takes ~40 B a key (1.6 GB for 40 million). Any other key (not
+    canonical decimal, e.g. with a leading zero, or larger) goes in a set of strings."""
+
+    __slots__ = ("_numbers", "_others")
+
+    def __init__(self) -> None:
+        self._numbers = BitMap()
+        self._others: set[str] = set()
+
+    @staticmethod
+    def _number(key: str) -> int | None:
+        try:
+            number = int(key)
+        except ValueError:
+            return None
+        # int() also reads " 7", "+7", "0_7", "٧" and "007": those are other keys than "7"
+        return number if 0 <= number < 1 << 32 and str(number) == key else None
+
+    def add(self, key: str) -> None:
+        self.add_new(key)
+
+    def add_new(self, key: str) -> bool:
+        """Add ``key``; whether it was not there before."""
+        number = self._number(key)
+        if number is None:
+            if key in self._others:
+                return False
+            self._others.add(key)
+            return True
+        try:
+            self._numbers.add_checked(number)
+        except KeyError:
+            return False
+        return True
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        number = self._number(key)
+        return key in self._others if number is None else number in self._numbers
+
+    def __len__(self) -> int:
+        return len(self._numbers) + len(self._others)
+
+
 def read_nyc_csv(path: StrPath, on_progress: Callable[[int], None] | None = None
                  ) -> Generator[RowResult, None, None]:
     """Stream a 311 export, yielding one :class:`RowResult` per row, in file order.
 
     ``on_progress`` gets the number of bytes read so far, every ``PROGRESS_EVERY`` lines and at
     the end. A row whose Unique Key an earlier imported row had is a duplicate; the keys seen are
-    held in memory (a set of strings: fine for any single export of a few million rows).
+    held in a :class:`KeySet`.
     """
     with open(path, "rb") as raw:
         _sniff(path, raw.read(SNIFF_BYTES))
@@ -279,34 +343,71 @@ def read_nyc_csv(path: StrPath, on_progress: Callable[[int], None] | None = None
                                 newline="")
         reader = csv.reader(text)
         try:
-            header = [name.strip() for name in next(reader, [])]
-            if _NOT_UTF8.search("".join(header)):
-                raise _not_utf8(path)
-            missing = [name for name in REQUIRED_COLUMNS if name not in header]
-            if missing:
-                raise NycCsvFormatError(f"{path}: not an NYC 311 export, missing column(s) "
-                                        f"{', '.join(missing)}")
-            imported: set[str] = set()
-            next_line = reader.line_num + 1
-            for fields in reader:
-                line, next_line = next_line, reader.line_num + 1
-                if not fields:
-                    continue
-                if _NOT_UTF8.search("".join(fields)):
-                    raise _not_utf8(path)
-                result = _map_row(fields, header, line, imported)
-                if result.created is not None and result.request_id is not None:
-                    imported.add(result.request_id)
-                yield result
-                if on_progress is not None and not line % PROGRESS_EVERY:
-                    on_progress(raw.tell())
-            if on_progress is not None:
-                on_progress(raw.tell())
+            header = read_header(path, reader)
+            yield from _rows(path, raw, reader, header, 0, KeySet(), on_progress)
         except csv.Error as exc:
-            raise NycCsvFormatError(f"{path}: line {reader.line_num} is not valid CSV "
-                                    f"({exc})") from None
+            raise csv_error(path, reader.line_num, exc) from None
         finally:
             text.detach()  # the raw file is closed by its own with
+
+
+def read_nyc_csv_from(path: StrPath, offset: int, header: list[str], lines_before: int,
+                      imported: KeySet, on_progress: Callable[[int], None] | None = None
+                      ) -> Generator[RowResult, None, None]:
+    """The rows of an export from byte ``offset`` on, which must be where a row starts: as
+    :func:`read_nyc_csv` yields them, the header and the ``lines_before`` lines before ``offset``
+    already read and ``imported`` holding the keys imported there."""
+    with open(path, "rb") as raw:
+        raw.seek(offset)
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.reader(text)
+        try:
+            yield from _rows(path, raw, reader, header, lines_before, imported, on_progress)
+        except csv.Error as exc:
+            raise csv_error(path, lines_before + reader.line_num, exc) from None
+        finally:
+            text.detach()
+
+
+def read_header(path: StrPath, reader: Any) -> list[str]:
+    """The header row of ``reader`` (a csv reader at the file's start), checked."""
+    header = [name.strip() for name in next(reader, [])]
+    if _NOT_UTF8.search("".join(header)):
+        raise _not_utf8(path)
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise NycCsvFormatError(f"{path}: not an NYC 311 export, missing column(s) "
+                                f"{', '.join(missing)}")
+    return header
+
+
+def csv_error(path: StrPath, line: int, exc: csv.Error) -> NycCsvFormatError:
+    return NycCsvFormatError(f"{path}: line {line} is not valid CSV ({exc})")
+
+
+def has_bad_bytes(fields: list[str]) -> bool:
+    """Whether a row read with ``surrogateescape`` held bytes that are not UTF-8."""
+    return _NOT_UTF8.search("".join(fields)) is not None
+
+
+def _rows(path: StrPath, raw: Any, reader: Any, header: list[str], lines_before: int,
+          imported: KeySet, on_progress: Callable[[int], None] | None
+          ) -> Generator[RowResult, None, None]:
+    next_line = reader.line_num + 1
+    for fields in reader:
+        line, next_line = lines_before + next_line, reader.line_num + 1
+        if not fields:
+            continue
+        if _NOT_UTF8.search("".join(fields)):
+            raise _not_utf8(path)
+        result = _map_row(fields, header, line, imported)
+        if result.created is not None and result.request_id is not None:
+            imported.add(result.request_id)
+        yield result
+        if on_progress is not None and not line % PROGRESS_EVERY:
+            on_progress(raw.tell())
+    if on_progress is not None:
+        on_progress(raw.tell())
 
 
 def check_nyc_csv(path: StrPath) -> None:
@@ -319,12 +420,13 @@ def check_nyc_csv(path: StrPath) -> None:
         rows.close()
 
 
-def _map_row(fields: list[str], header: list[str], line: int, imported: set[str]) -> RowResult:
+def _map_row(fields: list[str], header: list[str], line: int,
+             imported: KeySet | set[str]) -> RowResult:
     row = _Row(zip(header, map(str.strip, fields), strict=False))  # short rows: rejected below
     request_id = row["Unique Key"]
     if len(fields) != len(header):
         return RowResult(line, request_id or None, None,
-                         rejected=f"wrong number of fields (expected {len(header)})")
+                         rejected=f"{WRONG_FIELDS} (expected {len(header)})")
     anomalies: list[str] = []
     reason = _row_rejection(row, request_id, imported)
     created_at = None if reason else _time(row, "Created Date", anomalies)
@@ -336,11 +438,11 @@ def _map_row(fields: list[str], header: list[str], line: int, imported: set[str]
     return RowResult(line, request_id, created, closed, None, closure_rejected, tuple(anomalies))
 
 
-def _row_rejection(row: _Row, request_id: str, imported: set[str]) -> str | None:
+def _row_rejection(row: _Row, request_id: str, imported: KeySet | set[str]) -> str | None:
     if not request_id:
         return "missing Unique Key"
     if request_id in imported:
-        return "duplicate Unique Key within the file"
+        return DUPLICATE
     for column in ("Created Date", "Agency", "Complaint Type"):
         if not row[column]:
             return f"missing {column}"
@@ -433,48 +535,3 @@ def _check_order(row: _Row, column: str, created_at: datetime, anomalies: list[s
             anomalies.append(f"{column} before Created Date")
     except ValueError:
         anomalies.append(f"unparseable {column}")
-
-
-class EventSink(Protocol):
-    """What the importer needs of a producer (``nyc311.kafka.EventProducer`` fits)."""
-
-    def send(self, name: str, record: Record) -> None: ...
-
-    def flush(self) -> None: ...
-
-
-def import_nyc_csv(path: StrPath, producer: EventSink, progress: bool = True) -> ImportSummary:
-    """Send every event of the file through ``producer``, flush, and return the summary.
-
-    A delivery error raised by ``flush`` propagates: the import did not happen.
-    """
-    summary = ImportSummary(source=str(path))
-    size = Path(path).stat().st_size
-    with tqdm(total=size, unit="B", unit_scale=True, desc=Path(path).name, file=sys.stderr,
-              disable=not progress) as bar:
-
-        started = time.monotonic()
-
-        def advance(position: int) -> None:  # bytes drive the bar and its ETA; rows are shown
-            bar.update(max(0, min(position, size) - bar.n))
-            elapsed = max(time.monotonic() - started, 1e-9)
-            bar.set_postfix_str(f"{summary.rows_read:,} rows, "
-                                f"{summary.rows_read / elapsed:,.0f} rows/s", refresh=False)
-
-        try:
-            for result in read_nyc_csv(path, on_progress=advance):
-                if result.created is not None:
-                    producer.send("request_created", result.created)
-                if result.closed is not None:
-                    producer.send("request_closed", result.closed)
-                summary.add(result)
-        except NycCsvFormatError as exc:
-            if not summary.rows_read:
-                raise
-            producer.flush()  # what was read is sent whole; a re-import repeats the same events
-            rows = f"{summary.rows_read:,} row{'' if summary.rows_read == 1 else 's'}"
-            raise NycCsvFormatError(f"{exc}; the {rows} before it were imported (importing "
-                                    "the fixed file again changes nothing for them)") from None
-    producer.flush()
-    summary.seconds = time.monotonic() - started
-    return summary

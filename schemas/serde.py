@@ -31,6 +31,8 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.fastwrite import Unsupported, compile_writer
+
 SCHEMA_DIR = Path(__file__).resolve().parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
@@ -123,6 +125,17 @@ def current_fingerprint(name: str) -> bytes:
     return _schema_fingerprint(current_schema(name))
 
 
+@cache
+def _frame(name: str) -> bytes:
+    """The single-object header of the current schema: magic, then fingerprint."""
+    return SINGLE_OBJECT_MAGIC + current_fingerprint(name)
+
+
+@cache
+def _fast_writer(name: str) -> Callable[[Record], bytes] | None:
+    return compile_writer(current_schema(name))
+
+
 SchemaResolver = Callable[[int], dict[str, Any]]
 
 
@@ -155,10 +168,15 @@ class Serde:
         self._by_id: dict[int, dict[str, Any]] = {}
 
     def encode(self, name: str, record: Record) -> bytes:
+        fast = _fast_writer(name)
+        if fast is not None:
+            try:
+                return _frame(name) + fast(record)
+            except Unsupported:
+                pass  # fastavro encodes it, or says why not
         schema = current_schema(name)
         out = io.BytesIO()
-        out.write(SINGLE_OBJECT_MAGIC)
-        out.write(current_fingerprint(name))
+        out.write(_frame(name))
         try:
             schemaless_writer(out, schema, record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -63,3 +63,48 @@ def test_a_missing_file_is_a_clear_error(settings):
                                 env=cli_env(settings))
     assert result.exit_code == 1
     assert "cannot read /nonexistent/file.csv: No such file or directory" in result.output
+
+
+def test_a_large_export_imported_by_worker_processes_then_by_one(settings, topics, db,
+                                                                 shared_csv, tmp_path):
+    """20,000 rows (11 MB: in chunks, by two workers), then the same file in one process: the
+    projection equals the file, and the second import sends the very same events."""
+    with shared_csv.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        real = [row for row in reader if row]
+    key, status = header.index("Unique Key"), header.index("Status")
+    path = tmp_path / "history.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for n in range(20_000):
+            row = list(real[n % len(real)])
+            row[key] = str(70_000_000 + n)
+            writer.writerow(row)
+    closed = sum(1 for n in range(20_000) if real[n % len(real)][status].lower() == "closed")
+    env = cli_env(settings)
+    runner = CliRunner()
+    first = runner.invoke(main, ["import-nyc-csv", str(path), "--no-progress", "--processes",
+                                 "2"], env=env, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "rows parsed and encoded by 2 worker processes" in first.output
+    assert "rows imported         20,000" in first.output
+    second = runner.invoke(main, ["import-nyc-csv", str(path), "--no-progress", "--processes",
+                                  "1"], env=env, catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    assert "worker processes" not in second.output
+
+    stats = project(settings)
+    assert stats.dead_lettered == 0
+    assert stats.records == 2 * (20_000 + closed)
+    assert db.execute("SELECT count(*), min(request_id), max(request_id) FROM requests"
+                      ).fetchone() == (20_000, "70000000", "70019999")
+    assert db.execute("SELECT count(*) FROM closures").fetchone()[0] == closed
+
+
+def test_processes_must_be_positive(settings):
+    result = CliRunner().invoke(main, ["import-nyc-csv", "x.csv", "--processes", "0"],
+                                env=cli_env(settings))
+    assert result.exit_code == 2
+    assert "--processes" in result.output and "0 is not in the range" in result.output

@@ -22,9 +22,9 @@ from producers.nyc_csv import (
     RowResult,
     closed_event_id,
     created_event_id,
-    import_nyc_csv,
     read_nyc_csv,
 )
+from producers.nyc_import import import_nyc_csv
 from producers.nyc_time import NEW_YORK, parse_nyc_time
 from schemas.serde import Serde
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nyc311.kafka import EventProducer
-from producers.nyc_csv import import_nyc_csv
+from producers.nyc_import import import_nyc_csv
 from reports.output import build_site
 from reports.publish import publish_month
 from tests.helpers import project
