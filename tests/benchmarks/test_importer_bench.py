@@ -109,7 +109,8 @@ def test_importer_bench_appends_consistent_figures(services: Services, shared_cs
     assert g > 0
 
     # (h) the larger import's rate, as a share of (g) that is the quotient of the two printed
-    found = _row(section, r"^\| \(h\) `nyc311 import-nyc-csv`, acknowledged \| ([\d,]+) rows/s "
+    found = _row(section, r"^\| \(h\) `nyc311 import-nyc-csv --processes 1`, acknowledged "
+                          r"\| ([\d,]+) rows/s "
                           r"= ([\d.]+) × g \| .* \| \*\*(met|missed)\*\* \|$")
     h, h_over_g = _num(found[1]), float(found[2])
     assert h == runs[-1][3]  # the summary's own rate of the larger run
