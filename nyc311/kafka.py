@@ -31,6 +31,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch.size": 1_000_000,
     "compression.type": "lz4",
     "message.timeout.ms": 120_000,
+    # A delivery report only for a record that failed: the callback is what raises from
+    # flush(), and a Python call for each of 80 million successes costs a bulk import ~5%.
+    "delivery.report.only.error": True,
 }
 
 
@@ -56,7 +59,6 @@ class EventProducer:
         self._config = settings.kafka_config(**{**PRODUCER_DEFAULTS, **config_overrides})
         self._producer: Producer | None = None  # no network in __init__
         self._errors: list[str] = []
-        self.delivered = 0
         self._unpolled = 0
         self._topics: dict[str, str] = {}
 
@@ -69,8 +71,6 @@ class EventProducer:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._errors.append(f"{msg.topic()} key={msg.key()!r}: {err}")
-        else:
-            self.delivered += 1
 
     def produce_raw(self, topic: str, key: bytes | None, value: bytes | None,
                     headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
