@@ -59,6 +59,9 @@ StrPath = str | os.PathLike[str]
 #: Namespace of every event id this importer derives (from the dataset's Open Data address).
 EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://data.cityofnewyork.us/resource/erm2-nwe9")
 REQUIRED_COLUMNS = ("Unique Key", "Created Date", "Agency", "Complaint Type", "Status")
+USED_COLUMNS = (*REQUIRED_COLUMNS, "Closed Date", "Agency Name", "Descriptor", "Incident Zip",
+                "Resolution Description", "Resolution Action Updated Date", "Borough",
+                "Open Data Channel Type")  # every column a rule reads
 CHANNELS = frozenset({"PHONE", "ONLINE", "MOBILE", "OTHER", "UNKNOWN"})
 KNOWN_STATUSES = frozenset({"OPEN", "CLOSED", "PENDING", "ASSIGNED", "IN PROGRESS", "STARTED",
                             "EMAIL SENT", "UNASSIGNED", "DRAFT", "UNSPECIFIED"})
@@ -393,6 +396,7 @@ def has_bad_bytes(fields: list[str]) -> bool:
 def _rows(path: StrPath, raw: Any, reader: Any, header: list[str], lines_before: int,
           imported: KeySet, on_progress: Callable[[int], None] | None
           ) -> Generator[RowResult, None, None]:
+    layout = Layout(header)
     next_line = reader.line_num + 1
     for fields in reader:
         line, next_line = lines_before + next_line, reader.line_num + 1
@@ -400,7 +404,7 @@ def _rows(path: StrPath, raw: Any, reader: Any, header: list[str], lines_before:
             continue
         if _NOT_UTF8.search("".join(fields)):
             raise _not_utf8(path)
-        result = _map_row(fields, header, line, imported)
+        result = _map_row(fields, layout, line, imported)
         if result.created is not None and result.request_id is not None:
             imported.add(result.request_id)
         yield result
@@ -420,13 +424,28 @@ def check_nyc_csv(path: StrPath) -> None:
         rows.close()
 
 
-def _map_row(fields: list[str], header: list[str], line: int,
+class Layout:
+    """Where the columns the rules read are in a header: each row keeps only those (13 of an
+    export's 41), stripped once."""
+
+    def __init__(self, header: list[str]) -> None:
+        self.header = header
+        position = {name: i for i, name in enumerate(header)}  # a repeated name: its last
+        self.columns = [(name, position[name]) for name in USED_COLUMNS if name in position]
+
+    def row(self, fields: list[str]) -> _Row:
+        if len(fields) != len(self.header):  # short or long: only its key matters (rejected)
+            return _Row(zip(self.header, map(str.strip, fields), strict=False))
+        return _Row({name: fields[i].strip() for name, i in self.columns})
+
+
+def _map_row(fields: list[str], layout: Layout, line: int,
              imported: KeySet | set[str]) -> RowResult:
-    row = _Row(zip(header, map(str.strip, fields), strict=False))  # short rows: rejected below
+    row = layout.row(fields)
     request_id = row["Unique Key"]
-    if len(fields) != len(header):
+    if len(fields) != len(layout.header):
         return RowResult(line, request_id or None, None,
-                         rejected=f"{WRONG_FIELDS} (expected {len(header)})")
+                         rejected=f"{WRONG_FIELDS} (expected {len(layout.header)})")
     anomalies: list[str] = []
     reason = _row_rejection(row, request_id, imported)
     created_at = None if reason else _time(row, "Created Date", anomalies)

@@ -48,6 +48,7 @@ from producers.nyc_csv import (
     WRONG_FIELDS,
     ImportSummary,
     KeySet,
+    Layout,
     NycCsvFormatError,
     Record,
     StrPath,
@@ -327,6 +328,7 @@ def _map_chunk(data: bytes, header: list[str]) -> tuple[int, list[Row]] | None:
         text += "\n"
     reader = csv.reader(io.StringIO(text + SENTINEL + "\n", newline=""))
     encode = _encoder()
+    layout = Layout(header)
     imported: set[str] = set()  # this chunk's keys; the importing process knows the rest
     rows: list[Row] = []
     next_line = 1
@@ -341,7 +343,7 @@ def _map_chunk(data: bytes, header: list[str]) -> tuple[int, list[Row]] | None:
                 return line - 1, rows
             if has_bad_bytes(fields):
                 return None
-            result = _map_row(fields, header, line, imported)
+            result = _map_row(fields, layout, line, imported)
             created = closed = None
             if result.created is not None:
                 imported.add(result.request_id)  # type: ignore[arg-type]
