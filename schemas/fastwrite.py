@@ -75,19 +75,9 @@ def _double(value: Any, out: Parts) -> None:
     out.append(_DOUBLE.pack(value))
 
 
-def _timestamp_millis(value: Any, out: Parts) -> None:
-    """fastavro's conversion of an aware datetime (days, seconds, then whole milliseconds)."""
-    if type(value) is int:
-        _long(value, out)
-        return
-    if type(value) is not datetime or value.tzinfo is None:
-        raise Unsupported
-    delta = value - _EPOCH
-    _long((delta.days * 86400 + delta.seconds) * 1000 + int(delta.microseconds / 1000), out)
-
-
 _HELPERS: dict[str, Any] = {"U": Unsupported, "B1": _ONE_BYTE, "varint": _varint,
-                            "ts": _timestamp_millis, "long": _long, "int": _int,
+                            "datetime": datetime, "EPOCH": _EPOCH, "LONG_MIN": _LONG_MIN,
+                            "LONG_MAX": _LONG_MAX, "long": _long, "int": _int,
                             "boolean": _boolean, "double": _double}
 
 
@@ -119,7 +109,14 @@ class _Emitter:
         kind, logical = (schema, None) if isinstance(schema, str) else (
             schema.get("type"), schema.get("logicalType"))
         if kind == "long" and logical == "timestamp-millis":
-            self.line(depth, f"ts({v}, out)")
+            # fastavro's conversion of an aware datetime, inline: days, seconds, then whole ms
+            self.line(depth, f"if type({v}) is datetime and {v}.tzinfo is not None:")
+            self.line(depth + 1, f"d = {v} - EPOCH")
+            self.line(depth + 1, f"{v} = (d.days * 86400 + d.seconds) * 1000 + "
+                                 "d.microseconds // 1000")
+            self.line(depth, f"elif type({v}) is not int: raise U")
+            self.line(depth, f"if not LONG_MIN <= {v} <= LONG_MAX: raise U")
+            self.line(depth, f"a(varint(({v} << 1) ^ ({v} >> 63)))")
         elif kind in ("string", "bytes") and (logical is None or logical == "uuid"):
             # a uuid is written as the string it is (fastavro turns a UUID object into one)
             if kind == "string":
