@@ -2,8 +2,9 @@
 
 The survey link is a bearer token in the URL path: ``Referrer-Policy: no-referrer`` keeps it from
 leaking to any other site, and ``Cache-Control: no-store`` keeps pages with answers out of shared
-caches. The pages load nothing but their own stylesheet, so the Content Security Policy allows
-only this origin and no framing.
+caches. The pages load nothing but their own stylesheet (and the form its own small script,
+``static/survey.js``), so the Content Security Policy allows only this origin and no framing:
+no inline script or style, nothing from another host.
 """
 
 from __future__ import annotations

@@ -212,3 +212,116 @@ def test_the_survey_can_be_answered_with_the_keyboard_alone(axe: Axe, open_page,
     rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
                       "reopen_requested, feedback FROM survey_answers").fetchall()
     assert rows == [(survey_id, "64123460", code, "AGREE", True, feedback)]
+
+
+CLEAR = "Clear the reason I chose"
+REASON_CHECKED = "input[name='reason']:checked"
+
+
+@pytest.mark.parametrize("code", SHOWN)
+def test_the_reason_question_passes_axe_once_it_shows(axe: Axe, open_page, base_url, code):
+    """The optional reason question, hidden until a disagreeing answer is chosen: checked shown,
+    with a reason chosen (its clear button showing), on a phone, and cleared again."""
+    t = translations(code)
+    page = open_page()
+    response = page.goto(f"{base_url}/survey/{token(code)}")
+    assert response is not None and response.status == 200
+    question = page.get_by_role("group", name=t.gettext("Why are you dissatisfied?"))
+    assert not question.is_visible()
+    page.get_by_label(t.gettext("Disagree"), exact=True).check()
+    assert question.is_visible()
+    clear = question.get_by_role("button", name=t.gettext(CLEAR))
+    assert clear.count() == 0  # hidden, so not in the accessibility tree, until a reason is chosen
+    axe.check(page, f"survey form, reason question shown ({code})")
+
+    question.get_by_role("radio").nth(4).check()
+    assert clear.is_visible()
+    axe.check(page, f"survey form, a reason chosen ({code})")
+    desktop = page.viewport_size
+    page.set_viewport_size(PHONE)
+    axe.check(page, f"survey form on a phone, a reason chosen ({code})")
+    page.set_viewport_size(desktop)
+
+    clear.click()
+    assert page.locator(REASON_CHECKED).count() == 0 and clear.count() == 0
+    assert page.get_by_label(t.gettext("Disagree"), exact=True).is_checked()
+    axe.check(page, f"survey form, the reason cleared ({code})")
+
+
+@pytest.mark.parametrize("code", ["en", "ar"])
+def test_a_disagreeing_answer_and_its_reason_can_be_given_with_the_keyboard_alone(
+        axe: Axe, open_page, base_url, survey_settings, db, code):
+    """Disagree with the arrow keys, into the reasons: the arrows choose each reason they pass
+    (the reopen reason first), so the person clears it with the button, chooses another, writes
+    a comment and sends with Enter; the answer stored carries that reason and no reopen."""
+    t = translations(code)
+    survey_id = str(uuid.uuid4())
+    link = make_token(SECRET, survey_id, "64123461", code)
+    feedback = f"Fixed a month late ({code})"
+    page = open_page()
+    response = page.goto(f"{base_url}/survey/{link}")
+    assert response is not None and response.status == 200
+    question = page.get_by_role("group", name=t.gettext("Why are you dissatisfied?"))
+
+    first = tab_to(page, "satisfaction")
+    assert (first["value"], first["checked"]) == ("STRONGLY_AGREE", False)
+    assert not question.is_visible()
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    chosen = focused(page)
+    assert (chosen["value"], chosen["checked"]) == ("DISAGREE", True)
+    assert question.is_visible()  # a disagreeing answer shows the reasons
+
+    # Tab enters the reasons on the first, none chosen; the arrow chooses the next
+    page.keyboard.press("Tab")
+    reason = focused(page)
+    assert (reason["id"], reason["checked"]) == ("reason-1", False)
+    page.keyboard.press("ArrowDown")
+    reason = focused(page)
+    assert (reason["value"], reason["checked"]) == ("NOT_CORRECTED_REOPEN", True)
+
+    # the next Tab stop clears it, and the focus goes back to the first reason, not chosen
+    page.keyboard.press("Tab")
+    button = focused(page)
+    assert (button["tag"], button["id"], button["text"]) == ("button", "clear-reason",
+                                                             t.gettext(CLEAR))
+    axe.check(page, f"survey form, a reason chosen with the keyboard ({code})")
+    page.keyboard.press("Enter")
+    reason = focused(page)
+    assert (reason["id"], reason["checked"]) == ("reason-1", False)
+    assert page.locator(REASON_CHECKED).count() == 0
+    assert page.locator("#clear-reason").is_hidden()
+
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    reason = focused(page)
+    assert (reason["value"], reason["checked"]) == ("CORRECTED_TOO_LATE", True)
+    assert page.get_by_label(t.gettext(
+        "The Agency corrected the issue, but they took too long to respond.")).is_checked()
+
+    # past the clear button and the reopen box (left empty) to the comments, then send
+    page.keyboard.press("Tab")
+    assert focused(page)["id"] == "clear-reason"
+    page.keyboard.press("Tab")
+    reopen = focused(page)
+    assert (reopen["name"], reopen["checked"]) == ("reopen", False)
+    page.keyboard.press("Tab")
+    assert focused(page)["id"] == "feedback"
+    page.keyboard.type(feedback)
+    page.keyboard.press("Tab")
+    assert focused(page)["tag"] == "button"
+    assert page.locator(REASON_CHECKED).get_attribute("value") == "CORRECTED_TOO_LATE"
+    page.keyboard.press("Enter")
+
+    heading = page.get_by_role("heading", level=1)
+    heading.wait_for()
+    assert heading.inner_text() == t.gettext("Thank you")
+    assert_page_language(page, code)
+
+    relayed(survey_settings)
+    assert project(survey_settings).dead_lettered == 0
+    rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
+                      "dissatisfaction_reason, reopen_requested, feedback "
+                      "FROM survey_answers").fetchall()
+    assert rows == [(survey_id, "64123461", code, "DISAGREE", "CORRECTED_TOO_LATE", False,
+                     feedback)]

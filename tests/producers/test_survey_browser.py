@@ -166,3 +166,39 @@ def test_the_reason_question_appears_for_a_disagreeing_answer_and_can_ask_for_a_
     rows = db.execute("SELECT survey_id::text, satisfaction, reopen_requested, "
                       "dissatisfaction_reason FROM survey_answers").fetchall()
     assert rows == [(survey_id, "STRONGLY_DISAGREE", True, "NOT_CORRECTED_REOPEN")]
+
+
+def test_a_chosen_reason_can_be_cleared_and_without_a_script_the_form_is_as_before(
+        browser, base_url):
+    """survey.js shows "Clear the reason I chose" while a reason is chosen; a click clears it
+    and the disagreeing answer stays. With JavaScript off the button never shows, and the
+    reasons are still there to choose."""
+    t = translations("zh")
+    clear_name = t.gettext("Clear the reason I chose")
+    problems: list[str] = []
+    for javascript in (True, False):
+        context = browser.new_context(java_script_enabled=javascript)
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        try:
+            token = make_token(SECRET, str(uuid.uuid4()), "64123456", "zh")
+            response = page.goto(f"{base_url}/survey/{token}")
+            assert response is not None and response.status == 200
+            clear = page.locator("#clear-reason")
+            page.get_by_label(t.gettext("Strongly disagree"), exact=True).check()
+            assert clear.is_hidden()  # no reason chosen yet
+            page.get_by_label(t.gettext("Other"), exact=True).check()
+            if javascript:
+                page.get_by_role("button", name=clear_name).click()
+                assert page.locator("input[name='reason']:checked").count() == 0
+                assert clear.is_hidden()
+                assert page.evaluate("document.activeElement.id") == "reason-1"
+                assert page.get_by_label(t.gettext("Strongly disagree"), exact=True).is_checked()
+            else:
+                assert clear.is_hidden() and clear.get_attribute("hidden") == ""
+                assert page.locator("input[name='reason']:checked").count() == 1
+        finally:
+            context.close()
+    assert problems == []

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from html.parser import HTMLParser
 
 import httpx
 import itsdangerous.timed
@@ -23,7 +24,9 @@ from nyc311.kafka import EventProducer
 from nyc311.metrics import Metrics
 from nyc311.settings import Settings, SettingsError
 from producers.survey_web import create_app
+from producers.survey_web.answers import read_answer
 from producers.survey_web.outbox import OutboxRelay, answered_event_id
+from producers.survey_web.pages import NOTICES, notice, render, survey_form
 from survey.i18n import LANGUAGES, RTL, translations
 from survey.i18n.reasons import REASONS
 from survey.links import make_token
@@ -246,8 +249,17 @@ def test_pages_carry_security_headers_and_no_personal_data(client):
         assert response.headers["referrer-policy"] == "no-referrer", path
     assert client.get(f"/survey/{token}").headers["cache-control"] == "no-store"
     page = client.get(f"/survey/{token}").text
-    assert "@" not in page and "<script" not in page and "style=" not in page
+    assert "@" not in page and "style=" not in page
+    # the form's one script is its own file (the policy allows nothing inline); notices have none
+    assert re.findall(r"<script[^>]*>(.*?)</script>", page, re.S) == [""]
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="/static/survey.js" defer>']
+    assert "<script" not in client.get("/").text
     assert "http://" not in page and "https://" not in page  # nothing loaded from elsewhere
+    script = client.get("/static/survey.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].split(";")[0] in ("text/javascript",
+                                                            "application/javascript")
+    assert "default-src 'self'" in script.headers["content-security-policy"]
 
 
 def test_landing_health_and_not_found(client):
@@ -400,12 +412,51 @@ def test_the_reason_question_offers_nycs_reasons_in_every_language(client, code)
     assert [(value, html.unescape(text)) for _, value, _, text in radios] == [
         (value, t.gettext(text)) for value, text in REASONS]
     assert all(radio == label for radio, _, label, _ in radios)
+    # the button that clears a chosen reason: hidden until survey.js shows it, not a reason
+    clear = re.findall(r'<button type="button" class="secondary" id="clear-reason" hidden>'
+                       r"([^<]+)</button>\s*$", body)
+    assert [html.unescape(text) for text in clear] == [t.gettext("Clear the reason I chose")]
     # the two answers that show the question (survey.css reveals it with :has())
     disagreeing = re.findall(r'name="satisfaction" id="level-\d" value="(\w+)" class="disagrees"',
                              page.text)
     assert disagreeing == ["DISAGREE", "STRONGLY_DISAGREE"]
     if code != "en":
         assert REOPEN_REASON_TEXT not in page.text
+
+
+class _Ids(HTMLParser):
+    """The ids a page gives, and the ids its for/aria-* attributes name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.named: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "id" and value is not None:
+                self.ids.append(value)
+            elif name in ("for", "aria-labelledby", "aria-describedby") and value:
+                self.named.extend(value.split())
+
+
+@pytest.mark.parametrize("code", list(LANGUAGES))
+def test_no_survey_page_gives_an_id_twice(code):
+    """Without a browser (axe-core's duplicate-id-aria): the form empty and shown again with
+    a reason and a problem, the thank-you page and every notice, in every language."""
+    sent = read_answer({"satisfaction": "DISAGREE", "reason": "OTHER", "reopen": "yes",
+                        "feedback": "x" * 2001})
+    responses = {"form": survey_form(code, "64123456"),
+                 "form to fix": survey_form(code, "64123456", sent, sent.problem, 400),
+                 "thanks": render("thanks.html", code, request_id="64123456", reopen=True),
+                 **{kind: notice(kind, code) for kind in NOTICES}}
+    for name, response in responses.items():
+        parser = _Ids()
+        parser.feed(bytes(response.body).decode("utf-8"))
+        twice = sorted({i for i in parser.ids if parser.ids.count(i) > 1})
+        assert twice == [], f"{name} ({code}): ids given more than once: {twice}"
+        assert set(parser.named) <= set(parser.ids), f"{name} ({code})"
+    assert 'id="clear-reason"' in bytes(responses["form to fix"].body).decode()
 
 
 def test_the_stylesheet_shows_the_reasons_only_after_a_disagreeing_answer(client):

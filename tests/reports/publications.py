@@ -9,6 +9,7 @@ the pages and verbatim in the data files), and a second revision with the change
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from reports.measures import complete
@@ -78,7 +79,8 @@ def publication(month: str = "2025-01", revision: int = 2) -> Publication:
     ]
     year, number = (int(part) for part in month.split("-"))
     when = {"Survey Year": year, "Survey Month": number}
-    survey_responses = [  # NYC's layout: its column names, no month column, by Unique Key
+    # NYC's layout: its column names, no month column, by Unique Key
+    survey_responses: list[dict[str, Any]] = [
         {"Unique Key": "0b6c1e3f5a7d9e21", "Agency Acronym": "DOT",
          "Agency Name": "Department of Transportation", "Complaint Type": "Street Condition",
          "Descriptor": "Pothole", "Borough": "BROOKLYN",

@@ -160,6 +160,35 @@ def test_every_link_and_fragment_resolves_within_the_tree(site):
             assert label["for"] in page.ids(), path
 
 
+# The attributes whose value names other elements of the page by id (a space-separated list
+# for the ARIA ones and headers).
+ID_REFERENCES = ("aria-labelledby", "aria-describedby", "aria-details", "aria-controls",
+                 "aria-owns", "aria-activedescendant", "aria-errormessage", "for", "headers",
+                 "list")
+
+
+def test_no_page_gives_an_id_twice_and_every_id_reference_finds_its_element(site):
+    """An id given to two elements (the month page once had two satisfaction-heading, a chart's
+    and a table's, both named by aria-labelledby): axe-core's duplicate-id-aria in a browser,
+    caught here without one, on every page of the site and of a site with no month yet (inline
+    SVG included: its ids share the page's)."""
+    checked = set()
+    for built, files in (("site", site), ("site with no month", site_files([]))):
+        for path, page in pages(files).items():
+            where = f"{built}: {path}"
+            ids = [attrs["id"] for _, attrs in page.elements if "id" in attrs]
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            assert twice == [], f"{where}: ids given to more than one element: {twice}"
+            assert all(i and not re.search(r"\s", i) for i in ids), where
+            for tag, attrs in page.elements:
+                for name in ID_REFERENCES:
+                    for target in attrs.get(name, "").split():
+                        assert target in page.ids(), f"{where}: <{tag} {name}> names no {target!r}"
+            checked.add(path)
+    assert {"index.html", "methodology.html", "2024-12/index.html", "2025-01/index.html",
+            "trends/index.html"} <= checked
+
+
 def test_markup_in_data_is_escaped(site):
     month = site["2025-01/index.html"].decode()
     assert SCRIPT not in month
