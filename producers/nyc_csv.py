@@ -47,6 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from pyroaring import BitMap
@@ -431,12 +432,16 @@ class Layout:
     def __init__(self, header: list[str]) -> None:
         self.header = header
         position = {name: i for i, name in enumerate(header)}  # a repeated name: its last
-        self.columns = [(name, position[name]) for name in USED_COLUMNS if name in position]
+        columns = [(name, position[name]) for name in USED_COLUMNS if name in position]
+        self.names = [name for name, _ in columns]
+        pick = itemgetter(*(i for _, i in columns), 0)  # always a tuple (index 0: a spare)
+        self._pick: Callable[[list[str]], tuple[str, ...]] = pick
 
     def row(self, fields: list[str]) -> _Row:
         if len(fields) != len(self.header):  # short or long: only its key matters (rejected)
             return _Row(zip(self.header, map(str.strip, fields), strict=False))
-        return _Row({name: fields[i].strip() for name, i in self.columns})
+        # the spare index 0 at the end is dropped: zip stops at the names
+        return _Row(zip(self.names, map(str.strip, self._pick(fields)), strict=False))
 
 
 def _map_row(fields: list[str], layout: Layout, line: int,

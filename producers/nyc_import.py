@@ -324,6 +324,8 @@ def _map_chunk(data: bytes, header: list[str]) -> tuple[int, list[Row]] | None:
     does not end at a row boundary or holds a bad byte or bad CSV (the importing process reads
     it itself, which finds and reports the error exactly)."""
     text = data.decode("utf-8", "surrogateescape")
+    if has_bad_bytes([text]):  # one scan of the chunk, not one per row
+        return None
     if text and not text.endswith(("\n", "\r")):
         text += "\n"
     reader = csv.reader(io.StringIO(text + SENTINEL + "\n", newline=""))
@@ -341,8 +343,6 @@ def _map_chunk(data: bytes, header: list[str]) -> tuple[int, list[Row]] | None:
                 if next(reader, None) is not None:
                     return None
                 return line - 1, rows
-            if has_bad_bytes(fields):
-                return None
             result = _map_row(fields, layout, line, imported)
             created = closed = None
             if result.created is not None:
