@@ -119,7 +119,9 @@ TABLES: tuple[TableSpec, ...] = (
          Column("received", "integer", "Requests created in the month."),
          Column("closed", "integer",
                 "Of those, requests designated resolved, complete or closed before as_of."),
-         Column("closure_rate", "number", "closed / received, 0-1, 4 decimals."),
+         Column("closure_rate", "number",
+                "closed / received, 0-1, 4 decimals; empty when fewer than 10 requests were "
+                "received (see reliability)."),
          Column("as_of", "datetime",
                 "Closures up to this instant count (default: the first instant of the next "
                 "month, New York time), ISO 8601 with offset."),
@@ -153,7 +155,7 @@ TABLES: tuple[TableSpec, ...] = (
                 "are fewer than 10 responses (see reliability)."),
          Column("mean_score", "number",
                 "Mean score on the 0-100 scale, 2 decimals; empty when there are fewer than "
-                "10 responses."),
+                "10 responses (see reliability)."),
          *_wilson("share_satisfied"),
          _interval("mean_score", "low", "confidence interval (normal approximation)",
                    "0-100, 2 decimals"),
@@ -172,7 +174,7 @@ TABLES: tuple[TableSpec, ...] = (
                 "an answer counts in the month the survey was sent."),
          Column("response_rate", "number",
                 "surveys_answered / surveys_sent, 0-1, 4 decimals; empty when fewer than 10 "
-                "surveys were sent."),
+                "surveys were sent (see reliability)."),
          *_wilson("response_rate"), _reliability("surveys_sent")),
         ("agency",)),
     TableSpec(

@@ -220,6 +220,27 @@ def test_datapackage_describes_every_csv_in_the_data_package_v2_shape(files):
                 _check_value(field, row[field["name"]])
 
 
+#: Each rate or score, and the cases whose number decides its suppression (below 10).
+SUPPRESSED_BELOW_10 = {"closure_rate": "requests were received",
+                       "reopen_rate": "surveys were answered",
+                       "share_satisfied": "there are fewer than 10 responses",
+                       "mean_score": "there are fewer than 10 responses",
+                       "response_rate": "surveys were sent"}
+
+
+def test_every_rate_and_score_says_when_it_is_suppressed(files):
+    """The same words for every rate and the mean score: empty below 10 cases of its
+    denominator, see reliability."""
+    package = json.loads(files[f"{DIR}/datapackage.json"])
+    described = {f["name"]: f["description"] for r in package["resources"]
+                 for f in r["schema"]["fields"] if f["name"] in SUPPRESSED_BELOW_10}
+    assert set(described) == set(SUPPRESSED_BELOW_10)
+    for name, cases in SUPPRESSED_BELOW_10.items():
+        words = (f"empty when {cases} (see reliability)." if cases.startswith("there")
+                 else f"empty when fewer than 10 {cases} (see reliability).")
+        assert described[name].endswith(words), (name, described[name])
+
+
 def test_datapackage_validates_with_the_frictionless_reference_implementation(files, tmp_path):
     frictionless = pytest.importorskip("frictionless")
     for path, body in files.items():
