@@ -166,7 +166,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "survey_response_rates", "Survey response rates",
         "Surveys sent in the month by the agency of the request, and the share of them answered "
-        "by as_of, so readers can judge nonresponse.",
+        "by as_of, so readers can judge nonresponse; and how many of those answers asked for "
+        "the request to be reopened.",
         (MONTH, AGENCY,
          Column("surveys_sent", "integer", "Surveys sent in the month (New York time)."),
          Column("surveys_answered", "integer",
@@ -175,7 +176,14 @@ TABLES: tuple[TableSpec, ...] = (
          Column("response_rate", "number",
                 "surveys_answered / surveys_sent, 0-1, 4 decimals; empty when fewer than 10 "
                 "surveys were sent (see reliability)."),
-         *_wilson("response_rate"), _reliability("surveys_sent")),
+         *_wilson("response_rate"), _reliability("surveys_sent"),
+         Column("reopen_requested", "integer",
+                "Of the surveys answered (surveys_answered), those whose answer asked for the "
+                "request to be reopened (the box ticked, or the reason that the Service "
+                "Request should be reopened chosen), as reopen_rates counts them. Divided by "
+                "surveys_answered it is the agency's reopen-request rate of the surveys sent "
+                "in the month (trends.csv: reopen_rate_of_surveys_sent). Empty in a revision "
+                "published before this column existed.")),
         ("agency",)),
     TableSpec(
         "survey_responses", "Survey responses",
