@@ -267,8 +267,10 @@ def site_files(publications: list[Publication], *, site_url: str = "",
     return files
 
 
-#: The measures the site index previews, citywide.
-INDEX_TREND = ("closure_rate", "share_satisfied")
+#: The measures the site index previews, citywide: the four headline measures, each with its
+#: interval, drawn as on the trends pages (the trends page adds the response rate and the
+#: reopen-request rate of the surveys sent).
+INDEX_TREND = ("closure_rate", "reopen_rate", "share_satisfied", "mean_score")
 
 
 def index_trend(trend: trends.Trends) -> list[trends.LineChart]:

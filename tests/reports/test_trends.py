@@ -592,13 +592,31 @@ def test_unpublished_months_are_gaps_not_joined():
     assert "<td>not published</td>" in html
 
 
-def test_the_index_shows_the_citywide_trend(site):
+INDEX_MEASURES = ("closure_rate", "reopen_rate", "share_satisfied", "mean_score")
+
+
+def test_the_index_shows_the_four_citywide_measures_with_their_intervals(site):
     page = parse(site["index.html"])
     html = site["index.html"].decode()
     svgs = page.all("svg")
-    assert [s["id"] for s in svgs] == ["trend-closure_rate", "trend-share_satisfied"]
+    assert [s["id"] for s in svgs] == [f"trend-{m}" for m in INDEX_MEASURES]
     titles = re.findall(r"<title id=\"[^\"]+\">([^<]+)</title>", html)
-    assert titles == ["Closure rate by month, citywide", "Share satisfied by month, citywide"]
+    assert titles == ["Closure rate by month, citywide", "Reopen-request rate by month, citywide",
+                      "Share satisfied by month, citywide",
+                      "Mean satisfaction score by month, citywide"]
+    citywide = site["trends/index.html"].decode()
+    for measure, body in zip(INDEX_MEASURES, charts_of(html), strict=True):
+        # the interval is drawn (every citywide month has a value: one band over the three)
+        assert body.count('<polygon class="band"') == 1, measure
+        assert ">95% interval</text>" in body  # and named in the legend
+        # the numbers are the trends page's, interval and reliability included
+        rows = numbers(html, f"trend-{measure}-table")
+        assert rows == numbers(citywide, f"{measure}-chart-table"), measure
+        assert len(rows) == len(RAW) and all(" to " in row[-2] for row in rows), rows
+    # the reopen-request rate is the citywide one of reopen_rates (answers given in the
+    # month): 5 + 8 + 1 of 50 + 25 + 3 in November 2024
+    assert numbers(html, "trend-reopen_rate-table")[0][:4] == ["November 2024", "78", "14",
+                                                               "17.9%"]
     assert {"trends/index.html", "trends.csv"} <= {a.get("href") for a in page.all("a")}
     captions = re.findall(r"<caption[^>]*>([^<]*)</caption>", html)
     assert "Closure rate by month, citywide" in captions
@@ -642,7 +660,9 @@ def test_methodology_describes_the_trends_the_response_rate_and_both_reopen_rate
                       "Two reopen-request rates.", "counts the answers given in the month",
                       "counts the answers to the surveys sent in the month",
                       "it is the reopen-request rate on each agency's trends page",
-                      "they are not the same number", "has that column empty"):
+                      "they are not the same number", "has that column empty",
+                      # the four measures of the site index
+                      "The site's home page shows four of the citywide trends"):
         assert statement in text, statement
     assert 'id="reopen-rates"' in site["methodology.html"].decode()
 
