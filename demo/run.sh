@@ -16,6 +16,7 @@ OUT=outbox
 SMTP_PORT=${DEMO_SMTP_PORT:-18025}
 SNS_PORT=${DEMO_SNS_PORT:-18026}
 WEB_PORT=${DEMO_WEB_PORT:-18311}
+SITE_PORT=${DEMO_SITE_PORT:-8000}  # where the end of the demo says to serve site/
 
 export NYC311_LOG_FORMAT=${NYC311_LOG_FORMAT:-text}
 export NYC311_SURVEY_SECRET=${NYC311_SURVEY_SECRET:-demo-only-secret-do-not-use-in-production}
@@ -23,6 +24,10 @@ export NYC311_SURVEY_BASE_URL=http://127.0.0.1:$WEB_PORT
 export SMTP_HOST=127.0.0.1 SMTP_PORT=$SMTP_PORT SMTP_STARTTLS=false
 export SMS_PROVIDER=sns AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$SNS_PORT AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+# The site's public address, the one the demo tells you to open: data.json's links are
+# absolute under it, as DCAT-US harvesters need (without it they are relative, and publish
+# warns).
+export NYC311_SITE_URL=http://127.0.0.1:$SITE_PORT/
 # The demo produces the whole month so far at once, as if it had happened live: survey every
 # closure of the month, not only those of the last NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS (7 days).
 export NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS=${NYC311_SURVEY_MAX_CLOSURE_AGE_DAYS:-31}
@@ -126,5 +131,5 @@ $BIN/nyc311 db summary
 step "publish $MONTH to site/"
 as aggregator $BIN/nyc311 publish --month "$MONTH" --out site "${AS_OF[@]}"
 echo
-echo "Open site/index.html (or: python3 -m http.server -d site 8000, then http://127.0.0.1:8000/)"
+echo "Open site/index.html (or: python3 -m http.server -d site $SITE_PORT, then $NYC311_SITE_URL)"
 echo "The month's page: site/$MONTH/index.html; its data: site/data/$MONTH/"

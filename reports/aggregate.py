@@ -61,12 +61,17 @@ FROM survey_answers a JOIN requests r USING (request_id)
 WHERE a.answered_at >= %(start)s AND a.answered_at < %(end)s
 """
 
+# A reopen request, in every table that counts them: the answer's reopen_requested, which the
+# survey page sets for the ticked box and for the reason "... should be reopened" alike (and
+# schemas/validate.py refuses that reason without it).
+_IS_REOPEN_REQUEST = "a.reopen_requested"
+
 _REOPEN = f"""
 WITH a AS ({_ANSWERS})
 SELECT %(month)s AS month, complaint_type,
        count(*) AS surveys_answered,
-       count(*) FILTER (WHERE reopen_requested) AS reopen_requested,
-       round(count(*) FILTER (WHERE reopen_requested)::numeric / count(*), 4) AS reopen_rate
+       count(*) FILTER (WHERE {_IS_REOPEN_REQUEST}) AS reopen_requested,
+       round(count(*) FILTER (WHERE {_IS_REOPEN_REQUEST})::numeric / count(*), 4) AS reopen_rate
 FROM a GROUP BY complaint_type
 """
 
@@ -92,11 +97,14 @@ SELECT %(month)s AS month, agency, complaint_type, responses, strongly_agree, ag
 FROM counted
 """
 
-_RESPONSE = """
+# The surveys sent in the month per agency, how many were answered by as_of, and how many of
+# those answers asked for a reopen (the same reopen request as reopen_rates').
+_RESPONSE = f"""
 SELECT %(month)s AS month, r.agency,
        count(*) AS surveys_sent,
        count(a.survey_id) AS surveys_answered,
-       round(count(a.survey_id)::numeric / count(*), 4) AS response_rate
+       round(count(a.survey_id)::numeric / count(*), 4) AS response_rate,
+       count(*) FILTER (WHERE {_IS_REOPEN_REQUEST}) AS reopen_requested
 FROM surveys s
 JOIN requests r USING (request_id)
 LEFT JOIN survey_answers a ON a.survey_id = s.survey_id AND a.answered_at < %(as_of)s

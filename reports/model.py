@@ -119,7 +119,9 @@ TABLES: tuple[TableSpec, ...] = (
          Column("received", "integer", "Requests created in the month."),
          Column("closed", "integer",
                 "Of those, requests designated resolved, complete or closed before as_of."),
-         Column("closure_rate", "number", "closed / received, 0-1, 4 decimals."),
+         Column("closure_rate", "number",
+                "closed / received, 0-1, 4 decimals; empty when fewer than 10 requests were "
+                "received (see reliability)."),
          Column("as_of", "datetime",
                 "Closures up to this instant count (default: the first instant of the next "
                 "month, New York time), ISO 8601 with offset."),
@@ -153,7 +155,7 @@ TABLES: tuple[TableSpec, ...] = (
                 "are fewer than 10 responses (see reliability)."),
          Column("mean_score", "number",
                 "Mean score on the 0-100 scale, 2 decimals; empty when there are fewer than "
-                "10 responses."),
+                "10 responses (see reliability)."),
          *_wilson("share_satisfied"),
          _interval("mean_score", "low", "confidence interval (normal approximation)",
                    "0-100, 2 decimals"),
@@ -164,7 +166,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "survey_response_rates", "Survey response rates",
         "Surveys sent in the month by the agency of the request, and the share of them answered "
-        "by as_of, so readers can judge nonresponse.",
+        "by as_of, so readers can judge nonresponse; and how many of those answers asked for "
+        "the request to be reopened.",
         (MONTH, AGENCY,
          Column("surveys_sent", "integer", "Surveys sent in the month (New York time)."),
          Column("surveys_answered", "integer",
@@ -172,8 +175,15 @@ TABLES: tuple[TableSpec, ...] = (
                 "an answer counts in the month the survey was sent."),
          Column("response_rate", "number",
                 "surveys_answered / surveys_sent, 0-1, 4 decimals; empty when fewer than 10 "
-                "surveys were sent."),
-         *_wilson("response_rate"), _reliability("surveys_sent")),
+                "surveys were sent (see reliability)."),
+         *_wilson("response_rate"), _reliability("surveys_sent"),
+         Column("reopen_requested", "integer",
+                "Of the surveys answered (surveys_answered), those whose answer asked for the "
+                "request to be reopened (the box ticked, or the reason that the Service "
+                "Request should be reopened chosen), as reopen_rates counts them. Divided by "
+                "surveys_answered it is the agency's reopen-request rate of the surveys sent "
+                "in the month (trends.csv: reopen_rate_of_surveys_sent). Empty in a revision "
+                "published before this column existed.")),
         ("agency",)),
     TableSpec(
         "survey_responses", "Survey responses",

@@ -17,6 +17,7 @@ markers existed is claimed by the first publication after them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ from reports.s3 import create_object, is_s3_target, publish_tree, read_object
 from reports.site import site_files, write_tree
 
 MARKER = ".nyc311-publication.json"
+#: What a publication without NYC311_SITE_URL logs: its data.json still works from the site,
+#: but a harvester (data.gov, a CKAN portal) and a DCAT-US validator need absolute URLs.
+RELATIVE_CATALOG = ("NYC311_SITE_URL is not set: data.json's URLs (downloadURL, describedBy, "
+                    "landingPage) are relative to it, which DCAT-US harvesters and validators "
+                    "reject; set NYC311_SITE_URL to the site's public address for the site to be "
+                    "harvested")
+
+log = logging.getLogger(__name__)
 
 
 class PublicationTargetError(PublicationError):
@@ -126,12 +135,16 @@ def build_site(conn: psycopg.Connection, schema: str = "published", *,
 
 
 def write_site(settings: Settings, conn: psycopg.Connection, target: str) -> str:
-    """Publish the projection's site to ``target``; return a one-line summary.
+    """Publish the projection's site to ``target``; return a one-line summary. Without
+    ``NYC311_SITE_URL`` the site is published as before, with data.json's URLs relative, and
+    one warning line says so.
 
     Refused (:class:`~reports.publish.PublicationError`) when the publication schema is not
     this projection's or ``target`` holds another projection's site.
     """
     claim_site(settings, conn, target)
+    if not settings.site_url:
+        log.warning(RELATIVE_CATALOG, extra={"target": target})
     files = build_site(conn, settings.published_schema, settings=settings)
     if is_s3_target(target):
         summary = publish_tree(files, target, endpoint_url=settings.s3_endpoint_url or None,

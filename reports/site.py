@@ -246,11 +246,13 @@ def site_files(publications: list[Publication], *, site_url: str = "",
     # one SiteEntry for each, after its files are in `files`.
     entries: list[SiteEntry] = [SiteEntry(
         "trends", "Trends: every measure month by month",
-        "Closure rate, reopen-request rate, share satisfied, mean score and survey response "
-        "rate, citywide, per agency, per complaint type and per agency and complaint type, for "
-        "every published month, in long format (month, agency, complaint_type, measure, value, "
-        "ci_low, ci_high, n, reliability), each value computed from summed counts with its 95% "
-        "interval.", (trends.CSV_PATH, trends.JSON_PATH), ("trends",))]
+        "Closure rate, reopen-request rate (citywide and per complaint type, of the answers "
+        "given in the month; and citywide and per agency, of the surveys sent in the month), "
+        "share satisfied, mean score and survey response rate, citywide, per agency, per "
+        "complaint type and per agency and complaint type, for every published month, in long "
+        "format (month, agency, complaint_type, measure, value, ci_low, ci_high, n, "
+        "reliability), each value computed from summed counts with its 95% interval.",
+        (trends.CSV_PATH, trends.JSON_PATH), ("trends",))]
     files[CATALOG] = catalog_file(pubs, files, site_url=site_url, contact_email=contact_email,
                                   entries=entries)
     for name in ASSETS:
@@ -265,8 +267,10 @@ def site_files(publications: list[Publication], *, site_url: str = "",
     return files
 
 
-#: The measures the site index previews, citywide.
-INDEX_TREND = ("closure_rate", "share_satisfied")
+#: The measures the site index previews, citywide: the four headline measures, each with its
+#: interval, drawn as on the trends pages (the trends page adds the response rate and the
+#: reopen-request rate of the surveys sent).
+INDEX_TREND = ("closure_rate", "reopen_rate", "share_satisfied", "mean_score")
 
 
 def index_trend(trend: trends.Trends) -> list[trends.LineChart]:

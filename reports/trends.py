@@ -3,8 +3,13 @@
 From the newest revision of each published month (reports.site picks them), this computes
 
 - ``closure_rate``: closed / received (closure_rates);
-- ``reopen_rate``: reopen_requested / surveys_answered (reopen_rates, which is by complaint type
-  only: there is no agency grain);
+- ``reopen_rate``: reopen_requested / surveys_answered of the answers given in the month
+  (reopen_rates, which is by complaint type only: there is no agency grain);
+- ``reopen_rate_of_surveys_sent``: reopen_requested / surveys_answered of the surveys sent in
+  the month and answered by as_of (survey_response_rates, by agency only): the agencies'
+  reopen-request rate. The same reopen request, another cohort of answers, so it is a measure
+  of its own rather than agency rows of ``reopen_rate`` (whose citywide figure would then not
+  be the sum of its agencies');
 - ``share_satisfied``: (strongly_agree + agree) / answers, and ``mean_score``: the mean of the
   answers' 0-100 scores, both from the five answer counts of satisfaction;
 - ``response_rate``: surveys_answered / surveys_sent (survey_response_rates, by agency only),
@@ -20,7 +25,10 @@ same way, a published row's figures here carry the digits of the month's own fil
 
 The citywide and per-agency series are complete grids: every published month has a row for
 each, with n = 0 (suppressed) where there was nothing to count. The finer rows are the
-published rows as they are.
+published rows as they are. The one exception is a month whose revision has no count a
+measure needs (an empty column: published before the column existed, like
+survey_response_rates' reopen_requested before migration 0009): that measure has no row for
+that month, and its charts show the month as not published, rather than as a rate of 0.
 
 ``trends.csv`` (and ``trends.json``, the same rows) is one long table with the columns of
 :data:`TRENDS`, ordered by month, agency, complaint type and measure (the order of
@@ -72,10 +80,20 @@ class Measure:
     score: bool  # a 0-100 score (mean_score) rather than a 0-1 rate
     by_agency: bool  # the table has an agency column
     definition: str  # plain words, for the pages and the methodology
+    #: the table's count columns summed for the numerator (k) of a rate; () for mean_score
+    k: tuple[str, ...]
+    #: the count columns summed for n: the five answer levels for the satisfaction measures
+    n: tuple[str, ...]
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """Every column the measure is computed from."""
+        return tuple(dict.fromkeys((*self.k, *self.n)))
 
     @property
     def column(self) -> Column:
-        """The month table's column of this measure: its decimals are the value's."""
+        """The month table's column of this measure (its decimals are the value's); a
+        measure the month table does not carry as a column is a rate of 4 decimals."""
         return _column(self.table, self.name)
 
     @property
@@ -88,38 +106,54 @@ class Measure:
 
 
 def _column(table: str, name: str) -> Column:
-    return next(c for c in BY_NAME[table].columns if c.name == name)
+    found = [c for c in BY_NAME[table].columns if c.name == name]
+    return found[0] if found else Column(name, "number", "")
+
+
+_LEVELS = tuple(level for level, _ in LEVEL_SCORES)
 
 
 MEASURES: tuple[Measure, ...] = (
     Measure("closure_rate", "Closure rate", "closure_rates", "Requests received", "Closed",
             False, True,
-            "Of the requests received in the month, the share closed by as_of."),
+            "Of the requests received in the month, the share closed by as_of.",
+            ("closed",), ("received",)),
     Measure("reopen_rate", "Reopen-request rate", "reopen_rates", "Surveys answered",
             "Reopen requested", False, False,
             "Of the surveys answered in the month, the share that asked for the request to be "
-            "reopened."),
+            "reopened.",
+            ("reopen_requested",), ("surveys_answered",)),
+    Measure("reopen_rate_of_surveys_sent", "Reopen-request rate of surveys sent",
+            "survey_response_rates", "Surveys answered", "Reopen requested", False, True,
+            "Of the surveys sent in the month and answered by as_of, the share that asked for "
+            "the request to be reopened: the same reopen request as the reopen-request rate, "
+            "but counted in the month the survey was sent, like the response rate, which is "
+            "how it is published for each agency.",
+            ("reopen_requested",), ("surveys_answered",)),
     Measure("share_satisfied", "Share satisfied", "satisfaction", "Answers",
             "Agree or strongly agree", False, True,
             "Of the answers to the satisfaction question in the month, the share that agreed "
-            "or strongly agreed."),
+            "or strongly agreed.",
+            ("strongly_agree", "agree"), _LEVELS),
     Measure("mean_score", "Mean satisfaction score", "satisfaction", "Answers", "", True, True,
             "The mean of the answers' scores, from 0 (strongly disagree) to 100 (strongly "
-            "agree)."),
+            "agree).",
+            (), _LEVELS),
     Measure("response_rate", "Survey response rate", "survey_response_rates", "Surveys sent",
             "Surveys answered", False, True,
-            "Of the surveys sent in the month, the share answered by as_of."),
+            "Of the surveys sent in the month, the share answered by as_of.",
+            ("surveys_answered",), ("surveys_sent",)),
 )
 MEASURE = {m.name: m for m in MEASURES}
 ORDER = {m.name: i for i, m in enumerate(MEASURES)}
 
-#: table -> the counts summed for its measures: (numerator, denominator), or the five levels
+#: table -> its measures, and the count columns summed for them
+TABLE_MEASURES: dict[str, tuple[Measure, ...]] = {
+    table: tuple(m for m in MEASURES if m.table == table)
+    for table in dict.fromkeys(m.table for m in MEASURES)}
 COUNTS: dict[str, tuple[str, ...]] = {
-    "closure_rates": ("closed", "received"),
-    "reopen_rates": ("reopen_requested", "surveys_answered"),
-    "satisfaction": tuple(level for level, _ in LEVEL_SCORES),
-    "survey_response_rates": ("surveys_answered", "surveys_sent"),
-}
+    table: tuple(dict.fromkeys(c for m in measures for c in m.counts))
+    for table, measures in TABLE_MEASURES.items()}
 
 TRENDS = TableSpec(
     "trends", "Trends",
@@ -131,7 +165,8 @@ TRENDS = TableSpec(
      Column("complaint_type", "string",
             "311 complaint type; empty for all complaint types together."),
      Column("measure", "string",
-            "closure_rate, reopen_rate, share_satisfied, mean_score or response_rate."),
+            "closure_rate, reopen_rate, reopen_rate_of_surveys_sent, share_satisfied, "
+            "mean_score or response_rate."),
      Column("value", "number",
             "The measure, from the summed counts of the rows it covers: a rate 0-1 with 4 "
             "decimals, mean_score 0-100 with 2; empty when suppressed (see reliability)."),
@@ -143,8 +178,9 @@ TRENDS = TableSpec(
             "value is."),
      Column("n", "integer",
             "The cases the value rests on: requests received (closure_rate), surveys answered "
-            "(reopen_rate), answers (share_satisfied, mean_score), surveys sent "
-            "(response_rate)."),
+            "in the month (reopen_rate), surveys sent in the month and answered by as_of "
+            "(reopen_rate_of_surveys_sent), answers (share_satisfied, mean_score), surveys "
+            "sent (response_rate)."),
      Column("reliability", "string",
             "reliable, unreliable or suppressed, from n: suppressed below 10 (value and "
             "interval empty, n kept), unreliable below 20, reliable from 20.")),
@@ -231,15 +267,12 @@ def score_point(month: str, agency: str, complaint_type: str, levels: Sequence[i
                  rounded(interval[1], 2), rounded(interval[2], 2), n, flag, None)
 
 
-def _points(table: str, month: str, agency: str, complaint_type: str,
-            counts: Sequence[int]) -> list[Point]:
-    if table == "satisfaction":
-        satisfied = counts[0] + counts[1]  # strongly agree, agree
-        return [rate_point(month, agency, complaint_type, "share_satisfied", satisfied,
-                           sum(counts)),
-                score_point(month, agency, complaint_type, counts)]
-    (measure,) = (m.name for m in MEASURES if m.table == table)
-    return [rate_point(month, agency, complaint_type, measure, counts[0], counts[1])]
+def _point(measure: Measure, month: str, agency: str, complaint_type: str,
+           counts: dict[str, int]) -> Point:
+    if measure.score:
+        return score_point(month, agency, complaint_type, [counts[c] for c in measure.n])
+    return rate_point(month, agency, complaint_type, measure.name,
+                      sum(counts[c] for c in measure.k), sum(counts[c] for c in measure.n))
 
 
 def _text(row: Row, column: str, where: str) -> str:
@@ -249,25 +282,31 @@ def _text(row: Row, column: str, where: str) -> str:
     return value
 
 
-def _groups(pub: Publication, table: str, agencies: Iterable[str]) -> dict[tuple[str, str],
-                                                                          list[int]]:
-    """(agency, complaint_type) -> summed counts, at every grain of one month's table."""
+def _groups(pub: Publication, table: str, agencies: Iterable[str]
+            ) -> dict[tuple[str, str], dict[str, int]]:
+    """(agency, complaint_type) -> summed counts by column, at every grain of one month's
+    table."""
     key = BY_NAME[table].key
     fields = COUNTS[table]
-    sums: dict[tuple[str, str], list[int]] = {("", ""): [0] * len(fields)}
+    sums: dict[tuple[str, str], dict[str, int]] = {("", ""): dict.fromkeys(fields, 0)}
     if "agency" in key:
         for agency in agencies:
-            sums[(agency, "")] = [0] * len(fields)
+            sums[(agency, "")] = dict.fromkeys(fields, 0)
     for i, row in enumerate(pub.tables[table]):
         where = f"{pub.month} {table} row {i}"
         agency = _text(row, "agency", where) if "agency" in key else ""
         complaint_type = _text(row, "complaint_type", where) if "complaint_type" in key else ""
-        counts = [int(row[name] or 0) for name in fields]
         for group in {("", ""), (agency, ""), (agency, complaint_type)}:
-            totals = sums.setdefault(group, [0] * len(fields))
-            for j, count in enumerate(counts):
-                totals[j] += count
+            totals = sums.setdefault(group, dict.fromkeys(fields, 0))
+            for name in fields:
+                totals[name] += int(row[name] or 0)
     return sums
+
+
+def _counted(pub: Publication, measure: Measure) -> bool:
+    """Whether the month's revision has every count the measure needs: a column published
+    empty (the revision is older than the column) has none, which is no count of 0."""
+    return all(row[c] is not None for row in pub.tables[measure.table] for c in measure.counts)
 
 
 def compute(publications: Iterable[Publication]) -> Trends:
@@ -280,9 +319,10 @@ def compute(publications: Iterable[Publication]) -> Trends:
                     for row in pub.tables[m.table]})
     points: list[Point] = []
     for pub in pubs:
-        for table in COUNTS:
+        for table, measures in TABLE_MEASURES.items():
+            counted = [m for m in measures if _counted(pub, m)]
             for (agency, complaint_type), counts in _groups(pub, table, codes).items():
-                points += _points(table, pub.month, agency, complaint_type, counts)
+                points += [_point(m, pub.month, agency, complaint_type, counts) for m in counted]
     points.sort(key=lambda p: (p.month, p.agency, p.complaint_type, ORDER[p.measure]))
     names: dict[str, str] = {}
     for pub in reversed(pubs):  # newest month first: its name wins

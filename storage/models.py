@@ -394,6 +394,8 @@ survey_response_rates = Table(  # 0008: surveys sent in the month and how many w
     Column("response_rate_ci_low", Numeric(5, 4)),
     Column("response_rate_ci_high", Numeric(5, 4)),
     Column("reliability", Text),
+    # 0009: of the answers, those asking for a reopen; NULL in a revision published before it
+    Column("reopen_requested", Integer),
 )
 
 publication_key = Table(  # 0008: the secret survey_responses' keys are derived from; one row

@@ -71,11 +71,11 @@ def publication(month: str = "2025-01", revision: int = 2) -> Publication:
     ]
     responses = [
         {"month": month, "agency": "DOT", "surveys_sent": 50, "surveys_answered": 20,
-         "response_rate": 0.4},
+         "response_rate": 0.4, "reopen_requested": 3},
         {"month": month, "agency": "HPD", "surveys_sent": 12, "surveys_answered": 5,
-         "response_rate": 5 / 12},
+         "response_rate": 5 / 12, "reopen_requested": 1},
         {"month": month, "agency": "NYPD", "surveys_sent": 4, "surveys_answered": 0,
-         "response_rate": 0.0},
+         "response_rate": 0.0, "reopen_requested": 0},
     ]
     year, number = (int(part) for part in month.split("-"))
     when = {"Survey Year": year, "Survey Month": number}

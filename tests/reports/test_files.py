@@ -39,7 +39,7 @@ CONTRACT = {
                      "mean_score_ci_low", "mean_score_ci_high", "reliability"],
     "survey_response_rates": ["month", "agency", "surveys_sent", "surveys_answered",
                               "response_rate", "response_rate_ci_low", "response_rate_ci_high",
-                              "reliability"],
+                              "reliability", "reopen_requested"],
     # NYC's 311 Resolution Satisfaction Survey (Open Data 5ijn-vbdv), its headers as NYC writes them
     "survey_responses": ["Unique Key", "Agency Acronym", "Agency Name", "Complaint Type",
                          "Descriptor", "Borough", "Resolution Description", "Survey Year",
@@ -218,6 +218,41 @@ def test_datapackage_describes_every_csv_in_the_data_package_v2_shape(files):
         for row in rows:
             for field in fields:
                 _check_value(field, row[field["name"]])
+
+
+#: Each rate or score, and the cases whose number decides its suppression (below 10).
+SUPPRESSED_BELOW_10 = {"closure_rate": "requests were received",
+                       "reopen_rate": "surveys were answered",
+                       "share_satisfied": "there are fewer than 10 responses",
+                       "mean_score": "there are fewer than 10 responses",
+                       "response_rate": "surveys were sent"}
+
+
+def test_every_rate_and_score_says_when_it_is_suppressed(files):
+    """The same words for every rate and the mean score: empty below 10 cases of its
+    denominator, see reliability."""
+    package = json.loads(files[f"{DIR}/datapackage.json"])
+    described = {f["name"]: f["description"] for r in package["resources"]
+                 for f in r["schema"]["fields"] if f["name"] in SUPPRESSED_BELOW_10}
+    assert set(described) == set(SUPPRESSED_BELOW_10)
+    for name, cases in SUPPRESSED_BELOW_10.items():
+        words = (f"empty when {cases} (see reliability)." if cases.startswith("there")
+                 else f"empty when fewer than 10 {cases} (see reliability).")
+        assert described[name].endswith(words), (name, described[name])
+
+
+def test_survey_response_rates_count_the_reopen_requests_after_the_old_columns(files):
+    header, *rows = read_csv(files, "survey_response_rates")
+    assert header[:8] == CONTRACT["survey_response_rates"][:8]  # the columns of before, in order
+    assert header[8] == "reopen_requested"
+    assert [(r[1], r[3], r[8]) for r in rows] == [("DOT", "20", "3"), ("HPD", "5", "1"),
+                                                  ("NYPD", "0", "0")]
+    package = json.loads(files[f"{DIR}/datapackage.json"])
+    resource = next(r for r in package["resources"] if r["name"] == "survey_response_rates")
+    field = resource["schema"]["fields"][8]
+    assert field["constraints"] == {"minimum": 0}  # optional: empty in an older revision
+    assert "reopen_rates" in field["description"]
+    assert "published before this column existed" in field["description"]
 
 
 def test_datapackage_validates_with_the_frictionless_reference_implementation(files, tmp_path):

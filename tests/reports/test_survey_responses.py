@@ -15,9 +15,11 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +30,7 @@ from fastavro import parse_schema, schemaless_writer
 from nyc311.kafka import EventProducer
 from producers.simulate import simulate_month
 from reports.files import data_files
+from reports.model import TABLES
 from reports.output import build_site
 from reports.publish import load_publication, publish_month
 from reports.site import site_files
@@ -333,6 +336,168 @@ def test_the_reopen_rate_of_answers_without_a_reason_is_counted_as_before(projec
     assert row["reopen_requested"] == sum(a["reopen_requested"] for a in plain)
     by_reason = [a for a in answers if a.get("dissatisfaction_reason") == "NOT_CORRECTED_REOPEN"]
     assert by_reason and all(a["reopen_requested"] for a in by_reason)
+
+
+AS_OF = datetime(2026, 11, 1, tzinfo=NEW_YORK)  # October's default as_of
+
+
+def is_reopen_request(answer: dict[str, Any]) -> bool:
+    """What the survey offers for a reopen: the box, or the reason that says so."""
+    return bool(answer["reopen_requested"]
+                or answer.get("dissatisfaction_reason") == "NOT_CORRECTED_REOPEN")
+
+
+def expected_agency_reopens(events: list[Event], old_answers: list[dict[str, Any]]
+                            ) -> dict[str, tuple[int, int, int]]:
+    """agency -> (surveys sent in October, of those answered by as_of, of those asking for a
+    reopen), from the events: the agency of the newest RequestCreated of the request, the
+    earliest SurveySent and SurveyAnswered of each survey."""
+    requests: dict[str, dict[str, Any]] = {}
+    sent: dict[str, dict[str, Any]] = {}
+    answers: dict[str, dict[str, Any]] = {}
+    everything = [*events, *(("survey_answered", dict(a, dissatisfaction_reason=None))
+                             for a in old_answers)]
+    for name, r in everything:
+        if name == "request_created":
+            current = requests.get(r["request_id"])
+            if current is None or (r["occurred_at"], r["event_id"]) > (
+                    current["occurred_at"], current["event_id"]):
+                requests[r["request_id"]] = r
+        elif name in ("survey_sent", "survey_answered"):  # the earliest of each survey
+            kept = sent if name == "survey_sent" else answers
+            if r["survey_id"] not in kept or r["occurred_at"] < kept[r["survey_id"]]["occurred_at"]:
+                kept[r["survey_id"]] = r
+    counted: dict[str, list[int]] = {}
+    for survey_id, survey in sent.items():
+        request = requests.get(survey["request_id"])
+        if request is None or not in_month(survey["occurred_at"]):
+            continue
+        tally = counted.setdefault(request["agency"], [0, 0, 0])
+        tally[0] += 1
+        answer = answers.get(survey_id)
+        if answer is not None and answer["occurred_at"] < AS_OF:
+            tally[1] += 1
+            tally[2] += is_reopen_request(answer)
+    return {agency: (a, b, c) for agency, (a, b, c) in counted.items()}
+
+
+def wilson_bounds(k: int, n: int) -> tuple[str, str]:
+    """The 95% Wilson score interval in its closed form (Newcombe 1998), 4 decimals."""
+    z = 1.959963984540054
+    root = z * math.sqrt(z * z + 4 * k * (1 - k / n))
+    low, high = ((2 * k + z * z + sign * root) / (2 * (n + z * z)) for sign in (-1, 1))
+    return tuple(str(Decimal(repr(b)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+                 for b in (max(low, 0.0), min(high, 1.0)))  # type: ignore[return-value]
+
+
+def expected_trend(k: int, n: int) -> dict[str, str]:
+    if n < 10:
+        return {"value": "", "ci_low": "", "ci_high": "", "n": str(n),
+                "reliability": "suppressed"}
+    low, high = wilson_bounds(k, n)
+    return {"value": f"{Decimal(k) / Decimal(n):.4f}", "ci_low": low, "ci_high": high,
+            "n": str(n), "reliability": "reliable" if n >= 20 else "unreliable"}
+
+
+def september_survey_answered_in_october(events: list[Event]) -> list[Event]:
+    """A request of September whose survey, sent on September 30th, is answered on October
+    2nd with the reopen reason: October's reopen_rates count it, October's cohort of surveys
+    sent does not."""
+    rid, survey_id = "10000002", str(uuid.uuid4())
+    sent = datetime(2026, 9, 30, 18, tzinfo=NEW_YORK)
+    created = next(r for name, r in events if name == "request_created")
+    return [
+        ("request_created", dict(created, event_id=str(uuid.uuid4()), request_id=rid,
+                                 occurred_at=sent - timedelta(days=2), contact=None)),
+        ("survey_sent", {"event_id": str(uuid.uuid4()), "occurred_at": sent, "request_id": rid,
+                         "survey_id": survey_id, "channel": "EMAIL", "language": "en",
+                         "closure_event_id": None}),
+        ("survey_answered", {"event_id": str(uuid.uuid4()),
+                             "occurred_at": datetime(2026, 10, 2, 9, tzinfo=NEW_YORK),
+                             "request_id": rid, "survey_id": survey_id, "language": "en",
+                             "satisfaction": "STRONGLY_DISAGREE", "reopen_requested": True,
+                             "feedback": None,
+                             "dissatisfaction_reason": "NOT_CORRECTED_REOPEN"}),
+    ]
+
+
+def test_each_agencys_reopen_rate_is_its_reopen_requests_among_the_surveys_sent(
+        settings, projected, db):
+    """survey_response_rates.reopen_requested, and the agencies' reopen-request rate in
+    trends.csv, against the events: surveys sent in October per agency of the request, those
+    answered before as_of, and of those the answers that ticked the box or chose the reopen
+    reason."""
+    events, old_answers = projected
+    september = september_survey_answered_in_october(events)
+    produce(settings, september)
+    assert project(settings).dead_lettered == 0
+    events = [*events, *september]
+    want = expected_agency_reopens(events, old_answers)
+    assert sum(r for _, _, r in want.values()) > 5 and len(want) > 3
+    # the cohort is not the month's answers: some of October's surveys were answered after
+    # as_of, and they are not counted
+    late = [a for name, a in events if name == "survey_answered" and a["occurred_at"] >= AS_OF]
+    assert late
+    pub, _ = publish_month(db, MONTH, now=NOW)
+    published = {r["agency"]: (r["surveys_sent"], r["surveys_answered"], r["reopen_requested"])
+                 for r in pub.tables["survey_response_rates"]}
+    assert published == want
+
+    files = build_site(db)
+    _, rows = csv_rows(files["trends.csv"])
+    trend = {(r["agency"], r["complaint_type"]): r for r in rows
+             if r["month"] == MONTH and r["measure"] == "reopen_rate_of_surveys_sent"}
+    # every agency of the month, citywide, and no complaint type (the table has none)
+    assert {("", "")} | {(agency, "") for agency in want} <= set(trend)
+    assert {t for _, t in trend} == {""}
+    for (agency, _), row in trend.items():
+        if agency:  # an agency with requests but no survey sent: n = 0, suppressed
+            _, answered, reopens = want.get(agency, (0, 0, 0))
+            got = {k: row[k] for k in ("value", "ci_low", "ci_high", "n", "reliability")}
+            assert got == expected_trend(reopens, answered), agency
+    answered = sum(a for _, a, _ in want.values())
+    reopens = sum(r for _, _, r in want.values())
+    assert {k: trend[("", "")][k] for k in ("value", "ci_low", "ci_high", "n", "reliability")
+            } == expected_trend(reopens, answered)
+    # the month's own file carries the counts the trend divides
+    _, monthly = csv_rows(files[f"data/{MONTH}/survey_response_rates.csv"])
+    assert {r["agency"]: (int(r["surveys_answered"]), int(r["reopen_requested"]))
+            for r in monthly} == {a: (n, k) for a, (_, n, k) in want.items()}
+    # and the citywide reopen_rate is still that of reopen_rates, the answers of the month
+    city = next(r for r in rows if (r["month"], r["agency"], r["complaint_type"],
+                                    r["measure"]) == (MONTH, "", "", "reopen_rate"))
+    assert int(city["n"]) == sum(r["surveys_answered"] for r in pub.tables["reopen_rates"])
+    assert int(city["n"]) == answered + 1  # September's survey, answered in October
+
+
+def test_a_month_published_before_the_reopen_count_keeps_its_numbers(projected, db):
+    """A revision stored before survey_response_rates had reopen_requested (migration 0009)
+    reads back with the column empty: no agency reopen-request rate for that month, every
+    other number as it was. Published again, the month gets the counts in a new revision that
+    says so, and no number that was published changes."""
+    first, _ = publish_month(db, MONTH, now=NOW)
+    fresh = build_site(db)
+    db.execute("UPDATE published.survey_response_rates SET reopen_requested = NULL")
+    db.execute("UPDATE published.revisions SET content_sha256 = 'before-0009'")
+    old = build_site(db)
+    for spec in TABLES:
+        if spec.name != "survey_response_rates":
+            assert old[f"data/{MONTH}/{spec.name}.csv"] == fresh[f"data/{MONTH}/{spec.name}.csv"]
+    header, rows = csv_rows(old[f"data/{MONTH}/survey_response_rates.csv"])
+    assert header[-1] == "reopen_requested" and {r["reopen_requested"] for r in rows} == {""}
+    _, fresh_rows = csv_rows(fresh[f"data/{MONTH}/survey_response_rates.csv"])
+    assert [{k: v for k, v in r.items() if k != "reopen_requested"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "reopen_requested"} for r in fresh_rows]
+    _, trend_old = csv_rows(old["trends.csv"])
+    _, trend_fresh = csv_rows(fresh["trends.csv"])
+    assert trend_old == [r for r in trend_fresh if r["measure"] != "reopen_rate_of_surveys_sent"]
+
+    again, new = publish_month(db, MONTH, now=NOW + timedelta(days=1))
+    assert new and again.revision == 2
+    assert again.tables == first.tables  # every number as a fresh publication has it
+    assert again.changes[0] == (f"survey_response_rates: {len(rows)} row(s) changed")
+    assert all("reopen_requested None → " in line for line in again.changes[1:])
+    assert build_site(db)["trends.csv"] == fresh["trends.csv"]
 
 
 def test_the_analyst_reads_the_rows_but_not_the_key(settings, projected, db):

@@ -45,8 +45,9 @@ ODD = "NYC H+H"  # an acronym with characters a file name should not carry
 
 #: Raw counts per month. closures: (agency, type, received, closed); reopens: (type,
 #: answered, reopen requested); satisfaction: (agency, type, five level counts); responses:
-#: (agency, sent, answered). ODD appears in two of the three months only; in 2024-12 HPD's
-#: answers are too few for a value (suppressed), in 2025-01 DOT's rest on fewer than 20.
+#: (agency, sent, answered, of those answered: reopen requested). ODD appears in two of the
+#: three months only; in 2024-12 HPD's answers are too few for a value (suppressed), in
+#: 2025-01 DOT's rest on fewer than 20.
 RAW: dict[str, dict[str, list[tuple[Any, ...]]]] = {
     "2024-11": {
         "closures": [("DOT", "Street Condition", 1000, 700), ("DOT", "Sidewalk", 10, 10),
@@ -57,14 +58,14 @@ RAW: dict[str, dict[str, list[tuple[Any, ...]]]] = {
                          ("DOT", "Sidewalk", (1, 1, 0, 0, 0)),
                          ("HPD", "HEAT/HOT WATER", (20, 15, 5, 5, 5)),
                          (ODD, "Hospital", (3, 3, 3, 3, 3))],
-        "responses": [("DOT", 90, 27), ("HPD", 150, 50), (ODD, 8, 8)],
+        "responses": [("DOT", 90, 27, 4), ("HPD", 150, 50, 9), (ODD, 8, 8, 2)],
     },
     "2024-12": {
         "closures": [("DOT", "Street Condition", 900, 810), ("HPD", "HEAT/HOT WATER", 5000, 4000)],
         "reopens": [("HEAT/HOT WATER", 15, 3), ("Street Condition", 0, 0)],
         "satisfaction": [("DOT", "Street Condition", (10, 10, 0, 0, 0)),
                          ("HPD", "HEAT/HOT WATER", (2, 2, 1, 1, 1))],
-        "responses": [("DOT", 60, 20), ("HPD", 100, 7)],
+        "responses": [("DOT", 60, 20, 0), ("HPD", 100, 7, 3)],
     },
     "2025-01": {
         "closures": [("DOT", "Street Condition", 1100, 1000), ("HPD", "HEAT/HOT WATER", 6000, 5900),
@@ -74,7 +75,7 @@ RAW: dict[str, dict[str, list[tuple[Any, ...]]]] = {
                          ("HPD", "HEAT/HOT WATER", (30, 20, 10, 5, 5)),
                          ("HPD", "PLUMBING", (1, 2, 3, 4, 5)),
                          (ODD, "Hospital", (0, 0, 0, 0, 0))],
-        "responses": [("DOT", 40, 15), ("HPD", 200, 85), (ODD, 0, 0)],
+        "responses": [("DOT", 40, 15, 6), ("HPD", 200, 85, 17), (ODD, 0, 0, 0)],
     },
 }
 NAMES = {"DOT": "Department of Transportation",
@@ -113,8 +114,9 @@ def build(month: str, revision: int = 1, raw: dict[str, list[tuple[Any, ...]]] |
                              "share_satisfied": _share(counts[0] + counts[1], n),
                              "mean_score": mean})
     responses = [{"month": month, "agency": a, "surveys_sent": sent,
-                  "surveys_answered": answered, "response_rate": _share(answered, sent)}
-                 for a, sent, answered in raw["responses"]]
+                  "surveys_answered": answered, "response_rate": _share(answered, sent),
+                  "reopen_requested": reopens}
+                 for a, sent, answered, reopens in raw["responses"]]
     tables = {"requests_received": requests, "closure_rates": closures, "reopen_rates": reopens,
               "satisfaction": satisfaction, "survey_response_rates": responses,
               "survey_responses": []}
@@ -145,6 +147,16 @@ def keyed(site: dict[str, bytes]) -> dict[tuple[str, str, str, str], dict[str, s
     out = {(r["month"], r["agency"], r["complaint_type"], r["measure"]): r for r in rows}
     assert len(out) == len(rows), "one row per month, agency, complaint type and measure"
     return out
+
+
+def numbers(html: str, table_id: str) -> list[list[str]]:
+    """The body rows of the trend table ``table_id``: the chart's numbers as the page shows
+    them."""
+    table = re.search(rf'<table class="trend-data" id="{table_id}">.*?</table>', html, re.S)
+    assert table, table_id
+    body = table.group(0).split("<tbody>", 1)[1]
+    return [re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row)
+            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
 
 # --- the independent computation ------------------------------------------------------------
@@ -206,6 +218,8 @@ def expected(month: str, agency: str, complaint_type: str, measure: str
         got = sums(raw["reopens"], lambda r: keep("", r[0]), lambda r: [r[2], r[1]])
     elif measure == "response_rate":
         got = sums(raw["responses"], lambda r: keep(r[0], ""), lambda r: [r[2], r[1]])
+    elif measure == "reopen_rate_of_surveys_sent":  # reopen requested of the answered
+        got = sums(raw["responses"], lambda r: keep(r[0], ""), lambda r: [r[3], r[2]])
     else:
         levels = sums(raw["satisfaction"], lambda r: keep(r[0], r[1]), lambda r: list(r[2]))
         levels = levels or [0] * 5
@@ -236,8 +250,8 @@ def test_citywide_and_agency_series_come_from_summed_counts(site):
     agencies = ["DOT", "HPD", ODD]
     checked = 0
     for month in RAW:
-        for measure in ("closure_rate", "reopen_rate", "share_satisfied", "mean_score",
-                        "response_rate"):
+        for measure in ("closure_rate", "reopen_rate", "reopen_rate_of_surveys_sent",
+                        "share_satisfied", "mean_score", "response_rate"):
             places = 2 if measure == "mean_score" else 4
             assert_row(rows[(month, "", "", measure)], expected(month, "", "", measure), places)
             checked += 1
@@ -248,7 +262,7 @@ def test_citywide_and_agency_series_come_from_summed_counts(site):
                 assert_row(rows[(month, agency, "", measure)],
                            expected(month, agency, "", measure), places)
                 checked += 1
-    assert checked == 3 * (5 + 4 * 3)
+    assert checked == 3 * (6 + 5 * 3)
 
 
 def test_a_coarser_rate_is_summed_counts_not_an_average_of_rates(site):
@@ -280,6 +294,9 @@ def test_published_rows_carry_the_digits_of_the_month_files(site):
             assert (got["value"], got["ci_low"], got["ci_high"], got["n"]) == (
                 row["response_rate"], row["response_rate_ci_low"],
                 row["response_rate_ci_high"], row["surveys_sent"])
+            # the agency's reopen-request rate rests on the row's answered surveys
+            got = rows[(month, row["agency"], "", "reopen_rate_of_surveys_sent")]
+            assert got["n"] == row["surveys_answered"] and row["reopen_requested"]
     assert compared > 20
 
 
@@ -323,6 +340,61 @@ def test_suppressed_rows_keep_n_and_unreliable_rows_keep_their_value(site):
     assert (absent["value"], absent["n"], absent["reliability"]) == ("", "0", "suppressed")
     empty = rows[("2025-01", ODD, "", "response_rate")]  # a row, but no survey sent
     assert (empty["value"], empty["n"], empty["reliability"]) == ("", "0", "suppressed")
+
+
+def test_agencies_get_a_reopen_rate_from_their_surveys_sent(site):
+    """Each agency's reopen-request rate: reopen requests of the surveys sent in the month
+    and answered, from survey_response_rates; the citywide reopen_rate stays that of the
+    answers given in the month (reopen_rates), a measure of its own."""
+    rows = keyed(site)
+    # HPD: 9 of 50 answered in November, 3 of 7 in December (suppressed), 17 of 85 in January
+    for month, k, n in (("2024-11", 9, 50), ("2024-12", 3, 7), ("2025-01", 17, 85)):
+        assert_row(rows[(month, "HPD", "", "reopen_rate_of_surveys_sent")],
+                   expected_rate(k, n), 4)
+    # DOT January: 6 of 15, unreliable but published
+    dot = rows[("2025-01", "DOT", "", "reopen_rate_of_surveys_sent")]
+    assert (dot["value"], dot["reliability"]) == ("0.4000", "unreliable")
+    # citywide November: the surveys sent (4 + 9 + 2 of 27 + 50 + 8), beside the answers of
+    # the month (5 + 8 + 1 of 50 + 25 + 3), each from its own table
+    assert_row(rows[("2024-11", "", "", "reopen_rate_of_surveys_sent")], expected_rate(15, 85), 4)
+    assert_row(rows[("2024-11", "", "", "reopen_rate")], expected_rate(14, 78), 4)
+    # no complaint-type rows: survey_response_rates is by agency only
+    assert not [key for key in rows if key[3] == "reopen_rate_of_surveys_sent" and key[2]]
+
+    hpd = site["trends/hpd.html"].decode()
+    table = numbers(hpd, "reopen_rate_of_surveys_sent-chart-table")
+    assert [row[:4] for row in table] == [["November 2024", "50", "9", "18.0%"],
+                                          ["December 2024", "7", "3", "n/a"],
+                                          ["January 2025", "85", "17", "20.0%"]]
+    assert table[1][-1] == "suppressed: fewer than 10"
+    chart = chart_of(hpd, "reopen_rate_of_surveys_sent")
+    assert "Reopen-request rate of surveys sent by month, HPD" in chart
+    assert chart.count('<g class="trend-whisker">') == 2  # two lone months around the gap
+    page = parse(site["trends/hpd.html"])
+    assert {"index.html#reopen_rate", "index.html#reopen_rate_of_surveys_sent",
+            "#reopen_rate_of_surveys_sent"} <= {a.get("href") for a in page.all("a")}
+
+
+def test_a_month_published_without_the_agency_reopen_count_has_no_agency_reopen_rate(site):
+    """A revision published before survey_response_rates had reopen_requested reads back with
+    it empty: that month has no reopen_rate_of_surveys_sent (not a rate of 0), and nothing
+    else changes."""
+    older = build("2024-12")
+    responses = [{**row, "reopen_requested": None}
+                 for row in older.tables["survey_response_rates"]]
+    older = replace(older, tables={**older.tables, "survey_response_rates": responses})
+    pubs = [older if pub.month == "2024-12" else pub for pub in publications()]
+    without = site_files(pubs)
+    rows, full = keyed(without), keyed(site)
+    gone = {key for key in full if key[0] == "2024-12" and key[3] == "reopen_rate_of_surveys_sent"}
+    assert gone and set(full) - set(rows) == gone
+    assert all(rows[key] == full[key] for key in rows)
+    csv_rows = read_month(without, "2024-12", "survey_response_rates")
+    assert {row["reopen_requested"] for row in csv_rows} == {""}
+    table = numbers(without["trends/hpd.html"].decode(), "reopen_rate_of_surveys_sent-chart-table")
+    assert table[1] == ["December 2024", "n/a", "n/a", "n/a", "n/a", "not published"]
+    assert numbers(without["trends/hpd.html"].decode(), "response_rate-chart-table") == numbers(
+        site["trends/hpd.html"].decode(), "response_rate-chart-table")
 
 
 def test_trends_csv_is_ordered_rfc4180_and_formula_safe(site):
@@ -437,12 +509,19 @@ def charts_of(page_html: str) -> list[str]:
     return re.findall(r"<svg .*?</svg>", page_html, re.S)
 
 
+def chart_of(page_html: str, measure: str) -> str:
+    (found,) = [c for c in charts_of(page_html) if c.startswith(f'<svg class="chart trend" '
+                                                                 f'id="{measure}-chart"')]
+    return found
+
+
 @pytest.mark.parametrize("path, measures", [
-    ("trends/index.html", ("closure_rate", "reopen_rate", "share_satisfied", "mean_score",
-                           "response_rate")),
-    ("trends/hpd.html", ("closure_rate", "share_satisfied", "mean_score", "response_rate")),
-    ("trends/nyc_20h_2bh.html", ("closure_rate", "share_satisfied", "mean_score",
-                                 "response_rate")),
+    ("trends/index.html", ("closure_rate", "reopen_rate", "reopen_rate_of_surveys_sent",
+                           "share_satisfied", "mean_score", "response_rate")),
+    ("trends/hpd.html", ("closure_rate", "reopen_rate_of_surveys_sent", "share_satisfied",
+                         "mean_score", "response_rate")),
+    ("trends/nyc_20h_2bh.html", ("closure_rate", "reopen_rate_of_surveys_sent",
+                                 "share_satisfied", "mean_score", "response_rate")),
 ])
 def test_one_labelled_chart_per_measure_each_linked_to_its_table(site, path, measures):
     html = site[path].decode()
@@ -483,12 +562,12 @@ def test_values_are_drawn_where_they_belong(site):
     assert closure.count("<polyline") == 1 and closure.count('<polygon class="band"') == 1
     # HPD's share satisfied: suppressed in 2024-12, so two lone months with whiskers, a note
     hpd = site["trends/hpd.html"].decode()
-    share = charts_of(hpd)[1]
+    share = chart_of(hpd, "share_satisfied")
     assert "<polyline" not in share and share.count('<g class="trend-whisker">') == 2
     assert "No value for December 2024: fewer than 10 cases, suppressed" in share
     assert re.search(r'class="hint chart-note">No value for December 2024', hpd)
     # DOT's mean score of 2025-01 rests on 15 answers: a hollow point, and said in the table
-    score = charts_of(html)[2]
+    score = chart_of(html, "mean_score")
     assert score.count('class="point hollow"') == 1
     assert "<td>unreliable: fewer than 20</td>" in html
 
@@ -500,7 +579,7 @@ def test_a_single_published_month_still_draws_its_charts():
             assert "<polyline" not in body
             assert body.count('<circle class="point') <= 1
             assert "January 2025" in body
-    assert len(charts_of(site["trends/index.html"].decode())) == 5
+    assert len(charts_of(site["trends/index.html"].decode())) == 6
     assert '<g class="trend-whisker">' in site["trends/index.html"].decode()
 
 
@@ -513,13 +592,31 @@ def test_unpublished_months_are_gaps_not_joined():
     assert "<td>not published</td>" in html
 
 
-def test_the_index_shows_the_citywide_trend(site):
+INDEX_MEASURES = ("closure_rate", "reopen_rate", "share_satisfied", "mean_score")
+
+
+def test_the_index_shows_the_four_citywide_measures_with_their_intervals(site):
     page = parse(site["index.html"])
     html = site["index.html"].decode()
     svgs = page.all("svg")
-    assert [s["id"] for s in svgs] == ["trend-closure_rate", "trend-share_satisfied"]
+    assert [s["id"] for s in svgs] == [f"trend-{m}" for m in INDEX_MEASURES]
     titles = re.findall(r"<title id=\"[^\"]+\">([^<]+)</title>", html)
-    assert titles == ["Closure rate by month, citywide", "Share satisfied by month, citywide"]
+    assert titles == ["Closure rate by month, citywide", "Reopen-request rate by month, citywide",
+                      "Share satisfied by month, citywide",
+                      "Mean satisfaction score by month, citywide"]
+    citywide = site["trends/index.html"].decode()
+    for measure, body in zip(INDEX_MEASURES, charts_of(html), strict=True):
+        # the interval is drawn (every citywide month has a value: one band over the three)
+        assert body.count('<polygon class="band"') == 1, measure
+        assert ">95% interval</text>" in body  # and named in the legend
+        # the numbers are the trends page's, interval and reliability included
+        rows = numbers(html, f"trend-{measure}-table")
+        assert rows == numbers(citywide, f"{measure}-chart-table"), measure
+        assert len(rows) == len(RAW) and all(" to " in row[-2] for row in rows), rows
+    # the reopen-request rate is the citywide one of reopen_rates (answers given in the
+    # month): 5 + 8 + 1 of 50 + 25 + 3 in November 2024
+    assert numbers(html, "trend-reopen_rate-table")[0][:4] == ["November 2024", "78", "14",
+                                                               "17.9%"]
     assert {"trends/index.html", "trends.csv"} <= {a.get("href") for a in page.all("a")}
     captions = re.findall(r"<caption[^>]*>([^<]*)</caption>", html)
     assert "Closure rate by month, citywide" in captions
@@ -550,7 +647,7 @@ def test_the_hand_built_publications_of_the_site_tests_make_trends_too():
     assert rows[("2025-01", "HPD", "<script>alert(1)</script>", "closure_rate")]["value"] == ""
 
 
-def test_methodology_describes_the_trends_and_the_response_rate(site):
+def test_methodology_describes_the_trends_the_response_rate_and_both_reopen_rates(site):
     text = " ".join("".join(parse(site["methodology.html"]).text).split())
     for column in trends.TRENDS.columns:
         assert column.name in text and " ".join(column.description.split()) in text
@@ -558,8 +655,16 @@ def test_methodology_describes_the_trends_and_the_response_rate(site):
         assert measure.name in text and measure.definition in text
     for statement in ("never an average of the rates", "95% interval", "has a gap",
                       "fewer than 10 cases", "surveys answered over surveys sent",
-                      "who chose not to"):
+                      "who chose not to",
+                      # the agencies' reopen-request rate, and how it differs from the other
+                      "Two reopen-request rates.", "counts the answers given in the month",
+                      "counts the answers to the surveys sent in the month",
+                      "it is the reopen-request rate on each agency's trends page",
+                      "they are not the same number", "has that column empty",
+                      # the four measures of the site index
+                      "The site's home page shows four of the citywide trends"):
         assert statement in text, statement
+    assert 'id="reopen-rates"' in site["methodology.html"].decode()
 
 
 def test_the_trends_pages_write_to_a_folder(tmp_path, site):
