@@ -143,6 +143,18 @@ def test_importer_bench_appends_consistent_figures(services: Services, shared_cs
                           r"rows \| flat in file size \| \*\*(met|missed)\*\* \|$")
     assert (float(found[1]), float(found[2])) == (runs[0][4], runs[1][4])
 
+    # what bounds (h): six stages with positive costs, who used the cores, the arithmetic
+    bounds = section[section.index("### What bounds (h) and (j)"):]
+    stages = [float(m[1]) for m in re.finditer(r"^\| [^|]+ \| [^|]+ \| ([\d.]+) \|$", bounds,
+                                                re.MULTILINE)]
+    assert len(stages) == 6 and all(cost > 0 for cost in stages), bounds
+    worker_us = sum(stages[:3])
+    found = _row(bounds, r"A worker spends (\d+) µs a row, \d+% of the (\d+) µs of CPU a row")
+    assert abs(int(found[1]) - worker_us) <= 1 and abs(int(found[2]) - sum(stages)) <= 1
+    assert _row(bounds, r"^During the 2,000-row import \([\d.]+ s\), cores used: the command "
+                        r"and its workers [\d.]+, .*idle [\d.]+, "
+                        r"stolen by the hypervisor [\d.]+\.$")
+
     # nothing of the run is left: its database, its topics (both sizes'), the rebuild's group
     assert _leftovers(services, tag) == ([], [], [])
 
