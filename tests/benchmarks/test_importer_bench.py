@@ -126,6 +126,9 @@ def test_importer_bench_appends_consistent_figures(services: Services, shared_cs
     assert records == events
     assert seconds > 0 and i > 0
     assert abs(i - records / seconds) <= 0.5  # the seconds are exact as printed, i rounded
+    steady = re.search(r"; ([\d,]+) events/s steady \(", section)
+    assert steady is None or _num(steady[1]) > 0  # absent when the smaller took as long
+    assert "| ≥ (c) above | |" in section  # the report appended to has no (c)
 
     # (j) 40M requests at (h)'s rate, plus their events (the larger run's per request) at (i)'s
     found = _row(section, r"^\| \(j\) 40M requests imported \+ rebuilt \| ([\d.]+) min "
@@ -199,3 +202,23 @@ def test_make_bench_smoke_runs_the_importer_small() -> None:
     assert "--append benchmarks/RESULTS.md" in full and "--rows" not in full
     passed = importer_line("BENCH_ARGS=--smoke", "IMPORT_BENCH_ARGS=--rows 4000")
     assert passed.index("--rows 2000") < passed.index("--rows 4000")  # argparse: the last wins
+
+
+def test_the_rebuild_is_judged_against_the_months_catch_up(tmp_path: Path) -> None:
+    from benchmarks.importer import Run, month_catch_up, render
+
+    report = tmp_path / "RESULTS.md"
+    report.write_text("| (c) projector catch-up, `--processes 2` | 28,978 events/s = 0.41 × a |\n",
+                      encoding="utf-8")
+    c = month_catch_up(report)
+    assert c == 28_978
+    assert month_catch_up(tmp_path / "missing.md") is None
+    runs = [Run(500, 1.0, 1_000.0, 10.0, 990), Run(1_000, 2.0, 1_000.0, 10.0, 1_980)]
+    # the larger rebuild: 1,980 records, 12 s wall; the smaller 990 in 11 s: 990/s steady
+    text = render((10_000, 1.0), None, runs, (1_980, 10.0, 12.0), 2, None, (990, 9.0, 11.0), c)
+    row = next(line for line in text.splitlines() if line.startswith("| (i)"))
+    assert "198 events/s (1,980 records in 10 s" in row
+    assert "; 990 events/s steady" in row and "≥ (c) = 28,978 events/s | **missed** |" in row
+    fast = render((10_000, 1.0), None, runs, (1_980, 10.0, 12.0), 2, None, (990, 9.0, 11.0),
+                  900.0)
+    assert "≥ (c) = 900 events/s | **met** |" in fast
