@@ -233,7 +233,7 @@ def profile(settings: Settings, path: Path, rows: int = 40_000) -> Profile:
     import io
     import pickle
 
-    from nyc311.kafka import EventProducer
+    from nyc311.kafka import BULK_OVERRIDES, EventProducer
     from nyc311.topics import ensure_topics, event_topics
     from producers.nyc_csv import ImportSummary, KeySet, Layout, _map_row
     from producers.nyc_import import CHUNK_BYTES, _chunks, _header_end, _map_chunk, _send_chunk
@@ -282,7 +282,7 @@ def profile(settings: Settings, path: Path, rows: int = 40_000) -> Profile:
             events += [("request_created", key.encode(), created)] if created else []
             events += [("request_closed", key.encode(), closed)] if closed else []
     ensure_topics(settings, event_topics(settings))
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, **BULK_OVERRIDES)  # as the import's
     producer.producer.list_topics(timeout=30)  # connected before the clock starts
     began = time.perf_counter()
     for name, key, value in events:

@@ -32,7 +32,7 @@ def import_nyc_csv_cmd(obj: Context, file: Path, progress: bool, processes: int 
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from nyc311.kafka import EventProducer
+    from nyc311.kafka import BULK_OVERRIDES, EventProducer
     from nyc311.topics import ensure_topics, event_topics
     from producers.nyc_csv import NycCsvFormatError, check_nyc_csv
     from producers.nyc_import import default_processes, import_nyc_csv
@@ -49,7 +49,7 @@ def import_nyc_csv_cmd(obj: Context, file: Path, progress: bool, processes: int 
     except (NycCsvFormatError, OSError) as exc:
         raise refuse(exc) from None
     ensure_topics(obj.settings, event_topics(obj.settings))
-    with EventProducer(obj.settings) as producer:
+    with EventProducer(obj.settings, **BULK_OVERRIDES) as producer:
         try:
             summary = import_nyc_csv(file, producer, progress=progress,
                                      processes=processes or default_processes())

@@ -1,4 +1,5 @@
-"""EventProducer on the real broker: only failed records are reported, and those raise."""
+"""EventProducer on the real broker: a refused record raises from flush, with the bulk
+producer's reports of failures only too."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from nyc311.kafka import DeliveryError, EventProducer
+from nyc311.kafka import BULK_OVERRIDES, DeliveryError, EventProducer
 
 pytestmark = pytest.mark.integration
 
 
-def test_a_refused_record_raises_from_flush_once_and_later_ones_land(settings):
-    topic = settings.topic("check.producer")
+@pytest.mark.parametrize("overrides", [{}, BULK_OVERRIDES], ids=["default", "bulk"])
+def test_a_refused_record_raises_from_flush_once_and_later_ones_land(settings, overrides):
+    topic = settings.topic(f"check.producer.{len(overrides)}")
     admin = AdminClient(settings.kafka_config())
     created = admin.create_topics([NewTopic(topic, 1, config={"max.message.bytes": "2000"})])
     created[topic].result(30)
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, **overrides)
     producer.produce_raw(topic, b"large", os.urandom(5000))  # over the limit, even with lz4
     with pytest.raises(DeliveryError) as raised:
         producer.flush()
