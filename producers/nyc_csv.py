@@ -376,7 +376,7 @@ def read_nyc_csv_from(path: StrPath, offset: int, header: list[str], lines_befor
 def read_header(path: StrPath, reader: Any) -> list[str]:
     """The header row of ``reader`` (a csv reader at the file's start), checked."""
     header = [name.strip() for name in next(reader, [])]
-    if _NOT_UTF8.search("".join(header)):
+    if has_bad_bytes("".join(header)):
         raise _not_utf8(path)
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
@@ -389,9 +389,9 @@ def csv_error(path: StrPath, line: int, exc: csv.Error) -> NycCsvFormatError:
     return NycCsvFormatError(f"{path}: line {line} is not valid CSV ({exc})")
 
 
-def has_bad_bytes(fields: list[str]) -> bool:
-    """Whether a row read with ``surrogateescape`` held bytes that are not UTF-8."""
-    return _NOT_UTF8.search("".join(fields)) is not None
+def has_bad_bytes(text: str) -> bool:
+    """Whether text read with ``surrogateescape`` held bytes that are not UTF-8."""
+    return _NOT_UTF8.search(text) is not None
 
 
 def _rows(path: StrPath, raw: Any, reader: Any, header: list[str], lines_before: int,
@@ -403,7 +403,7 @@ def _rows(path: StrPath, raw: Any, reader: Any, header: list[str], lines_before:
         line, next_line = lines_before + next_line, reader.line_num + 1
         if not fields:
             continue
-        if _NOT_UTF8.search("".join(fields)):
+        if has_bad_bytes("".join(fields)):
             raise _not_utf8(path)
         result = _map_row(fields, layout, line, imported)
         if result.created is not None and result.request_id is not None:

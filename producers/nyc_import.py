@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import multiprocessing
 import os
 import signal
@@ -149,8 +150,6 @@ def _send_rows(results: Iterator[Any], producer: EventSink, summary: ImportSumma
 
 def _import_parallel(path: StrPath, producer: EncodedEventSink, summary: ImportSummary,
                      advance: Callable[[int], None], processes: int, chunk_bytes: int) -> None:
-    with open(path, "rb") as raw:
-        _sniff(path, raw.read(SNIFF_BYTES))
     start = _header_end(path, chunk_bytes)
     if start is None:  # a header this process cannot cut after: read it all in one process
         _send_rows(read_nyc_csv(path, on_progress=advance), producer, summary)
@@ -164,12 +163,14 @@ def _import_parallel(path: StrPath, producer: EncodedEventSink, summary: ImportS
     fallback_at: int | None = None
     with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init,
                              initargs=(os.getpid(),)) as pool:
+        def submit(piece: tuple[int, bytes]) -> None:
+            begin, data = piece
+            pending.append((begin, begin + len(data), pool.submit(_map_chunk, data, header)))
+
         try:
             chunks = _chunks(path, offset, chunk_bytes)
-            for begin, data in chunks:
-                pending.append((begin, begin + len(data), pool.submit(_map_chunk, data, header)))
-                if len(pending) >= processes * IN_FLIGHT_PER_WORKER:
-                    break
+            for piece in itertools.islice(chunks, processes * IN_FLIGHT_PER_WORKER):
+                submit(piece)
             while pending:
                 begin, end, future = pending.popleft()
                 done = future.result()
@@ -182,9 +183,7 @@ def _import_parallel(path: StrPath, producer: EncodedEventSink, summary: ImportS
                 advance(end)
                 following = next(chunks, None)
                 if following is not None:
-                    data = following[1]
-                    pending.append((following[0], following[0] + len(data),
-                                    pool.submit(_map_chunk, data, header)))
+                    submit(following)
         finally:
             for _, _, future in pending:
                 future.cancel()
@@ -216,10 +215,12 @@ def _send_chunk(rows: list[Row], lines_before: int, imported: KeySet,
 
 def _header_end(path: StrPath, chunk_bytes: int) -> tuple[list[str], int, int] | None:
     """(header, byte offset where the first row starts, lines the header spans), or None when
-    the header is not cut cleanly from the file's first block."""
+    the header is not cut cleanly from the file's first block. A file that is no export is
+    refused here as a one-process read refuses it."""
     with open(path, "rb") as raw:
         head = raw.read(chunk_bytes)
-    with open(path, "rb") as raw:  # the checks and messages of a one-process read
+        _sniff(path, head[:SNIFF_BYTES])  # the checks and messages of a one-process read
+        raw.seek(0)
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         try:
             header = read_header(path, csv.reader(text))
@@ -233,7 +234,7 @@ def _header_end(path: StrPath, chunk_bytes: int) -> tuple[list[str], int, int] |
     parsed = _parse_checked(head[:end + 1].decode("utf-8-sig", "surrogateescape"))
     if parsed is None or len(parsed[1]) != 1:
         return None
-    if [name.strip() for name in parsed[1][0]] != header:
+    if [name.strip() for name in parsed[1][0][1]] != header:
         return None
     return header, end + 1, parsed[0]
 
@@ -278,19 +279,22 @@ def _last_row_end(data: bytes) -> int | None:
         position = newline
 
 
-def _parse_checked(text: str) -> tuple[int, list[list[str]]] | None:
-    """(lines, rows) of ``text`` if it ends at a row boundary, else None: parsed with
-    :data:`SENTINEL` appended, which must come back alone as the last row."""
+def _parse_checked(text: str) -> tuple[int, list[tuple[int, list[str]]]] | None:
+    """(lines, (line where it starts, fields) of each row, blank ones too) of ``text`` if it
+    ends at a row boundary, else None: parsed with :data:`SENTINEL` appended, which must come
+    back alone as the last row."""
     if text and not text.endswith(("\n", "\r")):
         text += "\n"
     reader = csv.reader(io.StringIO(text + SENTINEL + "\n", newline=""))
-    rows: list[list[str]] = []
+    rows: list[tuple[int, list[str]]] = []
+    next_line = 1
     try:
         for fields in reader:
-            rows.append(fields)
+            rows.append((next_line, fields))
+            next_line = reader.line_num + 1
     except csv.Error:
         return None
-    if not rows or rows[-1] != [SENTINEL]:
+    if not rows or rows[-1][1] != [SENTINEL]:
         return None
     rows.pop()
     return reader.line_num - 1, rows
@@ -324,34 +328,26 @@ def _map_chunk(data: bytes, header: list[str]) -> tuple[int, list[Row]] | None:
     does not end at a row boundary or holds a bad byte or bad CSV (the importing process reads
     it itself, which finds and reports the error exactly)."""
     text = data.decode("utf-8", "surrogateescape")
-    if has_bad_bytes([text]):  # one scan of the chunk, not one per row
+    if has_bad_bytes(text):  # one scan of the chunk, not one per row
         return None
-    if text and not text.endswith(("\n", "\r")):
-        text += "\n"
-    reader = csv.reader(io.StringIO(text + SENTINEL + "\n", newline=""))
+    checked = _parse_checked(text)
+    if checked is None:
+        return None
+    lines, parsed = checked
     encode = _encoder()
     layout = Layout(header)
     imported: set[str] = set()  # this chunk's keys; the importing process knows the rest
     rows: list[Row] = []
-    next_line = 1
-    try:
-        for fields in reader:
-            line, next_line = next_line, reader.line_num + 1
-            if not fields:
-                continue
-            if fields == [SENTINEL]:
-                if next(reader, None) is not None:
-                    return None
-                return line - 1, rows
-            result = _map_row(fields, layout, line, imported)
-            created = closed = None
-            if result.created is not None:
-                imported.add(result.request_id)  # type: ignore[arg-type]
-                created = encode("request_created", result.created)
-                if result.closed is not None:
-                    closed = encode("request_closed", result.closed)
-            rows.append((line, result.request_id, result.rejected, result.closure_rejected,
-                         result.anomalies, created, closed))
-    except csv.Error:
-        return None
-    return None
+    for line, fields in parsed:
+        if not fields:
+            continue
+        result = _map_row(fields, layout, line, imported)
+        created = closed = None
+        if result.created is not None:
+            imported.add(result.request_id)  # type: ignore[arg-type]
+            created = encode("request_created", result.created)
+            if result.closed is not None:
+                closed = encode("request_closed", result.closed)
+        rows.append((line, result.request_id, result.rejected, result.closure_rejected,
+                     result.anomalies, created, closed))
+    return lines, rows
