@@ -39,7 +39,7 @@ import psycopg
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from benchmarks.meters import CLOCK_TICKS, broker_pid, pid_cpu_seconds
+from benchmarks.meters import broker_pid, machine_cpu_times, pid_cpu_seconds, proc_status_kib
 from benchmarks.runner import _with_database, delete_topics, drop_database, say
 from nyc311.settings import Settings, load_settings
 
@@ -130,15 +130,13 @@ def _tree_rss_mib(pid: int) -> float:
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
+        total += proc_status_kib(current, "VmRSS") or 0  # 0: it ended meanwhile
         try:
-            with open(f"/proc/{current}/status") as f:
-                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")),
-                              0)
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as f:
                     todo += [int(child) for child in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
-            continue  # it ended meanwhile
+            continue
     return total / 1024
 
 
@@ -150,7 +148,7 @@ def _run(settings: Settings, *args: str) -> tuple[str, float, float, dict[str, f
     0.1 s, or its own peak from wait4 where that is larger."""
     broker = broker_pid(settings.kafka_bootstrap_servers)
     broker_before = pid_cpu_seconds(broker)
-    machine_before = _machine_cpu()
+    machine_before = machine_cpu_times()
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, env=_env(settings),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -173,7 +171,7 @@ def _run(settings: Settings, *args: str) -> tuple[str, float, float, dict[str, f
     seconds = time.perf_counter() - started
     if proc.returncode:
         raise RuntimeError(f"python -m cli {' '.join(args)} failed ({proc.returncode}):\n{out}")
-    machine = [after - before for before, after in zip(machine_before, _machine_cpu(),
+    machine = [after - before for before, after in zip(machine_before, machine_cpu_times(),
                                                          strict=True)]
     cpu = {"the command and its workers": (usage.ru_utime + usage.ru_stime) / seconds}
     broker_after = pid_cpu_seconds(broker)
@@ -184,14 +182,6 @@ def _run(settings: Settings, *args: str) -> tuple[str, float, float, dict[str, f
     cpu["idle"] = idle
     cpu["stolen by the hypervisor"] = steal
     return out, seconds, max(peak[0], usage.ru_maxrss / 1024), cpu
-
-
-def _machine_cpu() -> tuple[float, float, float]:
-    """(busy without steal, idle + iowait, steal) CPU seconds of the machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = values
-    return ((user + nice + system + irq + softirq) / CLOCK_TICKS, (idle + iowait) / CLOCK_TICKS,
-            steal / CLOCK_TICKS)
 
 
 def import_file(settings: Settings, path: Path, rows: int, processes: int) -> Run:

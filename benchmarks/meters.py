@@ -34,11 +34,20 @@ def pid_cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_cpu_times() -> tuple[float, float, float]:
+    """(busy, idle, stolen) CPU seconds of the machine since boot, all CPUs together: busy is
+    user, nice, system, irq and softirq; idle includes iowait; stolen is the hypervisor's."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = values
+    return ((user + nice + system + irq + softirq) / CLOCK_TICKS, (idle + iowait) / CLOCK_TICKS,
+            steal / CLOCK_TICKS)
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the machine since boot, all CPUs together."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(values[:8])  # user nice system idle iowait irq softirq steal
-    return (total - values[3] - values[4]) / CLOCK_TICKS, total / CLOCK_TICKS
+    """(busy, total) CPU seconds of the machine since boot, all CPUs together (stolen time
+    counts as busy: those cores were not free)."""
+    busy, idle, stolen = machine_cpu_times()
+    return busy + stolen, busy + idle + stolen
 
 
 def proc_status_kib(pid: int, key: str) -> int | None:
