@@ -75,6 +75,17 @@ def token(code: str, request_id: str = "64123456") -> str:
     return make_token(SECRET, str(uuid.uuid4()), request_id, code)
 
 
+def thanked_and_projected(page: Any, t: Any, code: str, survey_settings: Any) -> None:
+    """The thank-you page in the person's language, then the answer relayed from the outbox
+    and projected, with nothing dead-lettered."""
+    heading = page.get_by_role("heading", level=1)
+    heading.wait_for()
+    assert heading.inner_text() == t.gettext("Thank you")
+    assert_page_language(page, code)
+    relayed(survey_settings)
+    assert project(survey_settings).dead_lettered == 0
+
+
 def assert_page_language(page: Any, code: str) -> None:
     assert page.locator("html").get_attribute("lang") == code
     assert page.locator("html").get_attribute("dir") == direction(code)
@@ -201,14 +212,8 @@ def test_the_survey_can_be_answered_with_the_keyboard_alone(axe: Axe, open_page,
     axe.check(page, f"survey form filled in with the keyboard ({code})")
     page.keyboard.press("Enter")
 
-    heading = page.get_by_role("heading", level=1)
-    heading.wait_for()
-    assert heading.inner_text() == t.gettext("Thank you")
-    assert_page_language(page, code)
-
     # recorded as a click-answered survey is (test_survey_browser)
-    relayed(survey_settings)
-    assert project(survey_settings).dead_lettered == 0
+    thanked_and_projected(page, t, code, survey_settings)
     rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
                       "reopen_requested, feedback FROM survey_answers").fetchall()
     assert rows == [(survey_id, "64123460", code, "AGREE", True, feedback)]
@@ -313,13 +318,7 @@ def test_a_disagreeing_answer_and_its_reason_can_be_given_with_the_keyboard_alon
     assert page.locator(REASON_CHECKED).get_attribute("value") == "CORRECTED_TOO_LATE"
     page.keyboard.press("Enter")
 
-    heading = page.get_by_role("heading", level=1)
-    heading.wait_for()
-    assert heading.inner_text() == t.gettext("Thank you")
-    assert_page_language(page, code)
-
-    relayed(survey_settings)
-    assert project(survey_settings).dead_lettered == 0
+    thanked_and_projected(page, t, code, survey_settings)
     rows = db.execute("SELECT survey_id::text, request_id, language, satisfaction, "
                       "dissatisfaction_reason, reopen_requested, feedback "
                       "FROM survey_answers").fetchall()
